@@ -1,0 +1,140 @@
+"""Small building blocks shared by the three families.
+
+Generic layers come from timm (DropPath, LayerNorm2d, trunc_normal_); what lives here is only what the
+high-resolution families need on top: a norm factory (BN / SyncBN), conv+norm(+act) stacks whose
+``nn.Sequential`` indices reproduce the reference state-dict keys, and the residual blocks of HRNet
+(BasicBlock, Bottleneck) that HRFormer reuses for its first stage.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath
+
+NORM_LAYERS: dict[str, type[nn.Module]] = {
+    "bn": nn.BatchNorm2d,
+    # SyncBN falls back to plain batch norm when no process group is initialised, so the same config
+    # trains on one CPU and on many GPUs.
+    "syncbn": nn.SyncBatchNorm,
+}
+
+ACT_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "gelu": nn.GELU,
+}
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """A 2-d norm layer by name ('bn' or 'syncbn')."""
+    try:
+        return NORM_LAYERS[kind](channels)
+    except KeyError:
+        raise ValueError(f"norm_layer={kind!r}: expected one of {sorted(NORM_LAYERS)}") from None
+
+
+def make_act(kind: str) -> nn.Module:
+    try:
+        return ACT_LAYERS[kind]()
+    except KeyError:
+        raise ValueError(f"act={kind!r}: expected one of {sorted(ACT_LAYERS)}") from None
+
+
+def conv_norm(in_ch: int, out_ch: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
+              norm: str = "bn", act: str | None = None) -> nn.Sequential:
+    """``Sequential(conv, norm[, act])``: keys ``0.weight`` / ``1.*`` as in the references."""
+    layers = [nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2,
+                        groups=groups, bias=False), make_norm(norm, out_ch)]
+    if act is not None:
+        layers.append(make_act(act))
+    return nn.Sequential(*layers)
+
+
+def dw_sep_norm(in_ch: int, out_ch: int, *, stride: int = 2, norm: str = "bn",
+                act: str | None = None) -> nn.Sequential:
+    """Depthwise 3x3 (strided) + norm + pointwise 1x1 + norm [+ act]: HRFormer/HRNeXt's cheap downsampler."""
+    layers = [
+        nn.Conv2d(in_ch, in_ch, 3, stride=stride, padding=1, groups=in_ch, bias=False),
+        make_norm(norm, in_ch),
+        nn.Conv2d(in_ch, out_ch, 1, bias=False),
+        make_norm(norm, out_ch),
+    ]
+    if act is not None:
+        layers.append(make_act(act))
+    return nn.Sequential(*layers)
+
+
+def drop_path_or_identity(rate: float) -> nn.Module:
+    return DropPath(rate) if rate > 0.0 else nn.Identity()
+
+
+class BasicBlock(nn.Module):
+    """HRNet's 3x3-3x3 residual block (keys conv1/bn1/conv2/bn2[/downsample])."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, out_ch: int, *, norm: str = "bn", drop_path: float = 0.0,
+                 downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.bn1 = make_norm(norm, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = make_norm(norm, out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = drop_path_or_identity(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(self.drop_path(out) + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1-3x3-1x1 residual block with 4x expansion (HRNet/HRFormer stage 1)."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, out_ch: int, *, norm: str = "bn", drop_path: float = 0.0,
+                 downsample: nn.Module | None = None):
+        super().__init__()
+        mid = out_ch // self.expansion
+        self.conv1 = nn.Conv2d(in_ch, mid, 1, bias=False)
+        self.bn1 = make_norm(norm, mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, padding=1, bias=False)
+        self.bn2 = make_norm(norm, mid)
+        self.conv3 = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self.bn3 = make_norm(norm, out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = drop_path_or_identity(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(self.drop_path(out) + identity)
+
+
+def residual_layer(block: type[BasicBlock] | type[Bottleneck], in_ch: int, out_ch: int, num_blocks: int,
+                   *, norm: str = "bn", drop_paths: list[float] | None = None) -> list[nn.Module]:
+    """``num_blocks`` residual blocks; the first gets a 1x1 projection when the width changes."""
+    drop_paths = drop_paths or [0.0] * num_blocks
+    downsample = conv_norm(in_ch, out_ch, 1, norm=norm) if in_ch != out_ch else None
+    blocks = [block(in_ch, out_ch, norm=norm, drop_path=drop_paths[0], downsample=downsample)]
+    blocks += [block(out_ch, out_ch, norm=norm, drop_path=drop_paths[i]) for i in range(1, num_blocks)]
+    return blocks
+
+
+def drop_path_schedule(rate: float, depths: list[int]) -> list[list[float]]:
+    """Linearly increasing stochastic-depth rates over all blocks, split per stage (timm/mmpose rule)."""
+    total = sum(depths)
+    rates = torch.linspace(0, rate, total).tolist() if total else []
+    out, start = [], 0
+    for d in depths:
+        out.append(rates[start:start + d])
+        start += d
+    return out

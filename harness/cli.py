@@ -1,0 +1,48 @@
+"""`python -m harness ...`: one entry point, one sub-command per module.
+
+Each module named in COMMANDS defines ``add_parser(subparsers)`` which registers its sub-command(s)
+and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
+Modules are imported lazily so that `--help` stays fast and one broken optional piece cannot take
+the whole CLI down.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = [
+    "harness.commands.models",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="hrbench: train, evaluate, profile and compare HRNet, HRFormer and HRNeXt "
+        "under one top-down pose pipeline.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,55 @@
+"""Top-down pose model = registered backbone + the references' heatmap head (one 1x1 conv).
+
+The backbone returns its highest-resolution map (1/4 of the input); the head maps it to one heatmap
+per keypoint.  This is mmpose's ``HeatmapHead`` without deconvolutions (HRNet/HRFormer configs) and the
+HRNeXt authors' ``TopdownHeatmapSimpleHead`` with ``num_deconv_layers=0``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+import backbones
+
+
+class HeatmapHead(nn.Module):
+    def __init__(self, in_channels: int, num_keypoints: int):
+        super().__init__()
+        self.final_layer = nn.Conv2d(in_channels, num_keypoints, kernel_size=1)
+
+    def init_weights(self):
+        nn.init.normal_(self.final_layer.weight, std=0.001)
+        nn.init.zeros_(self.final_layer.bias)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return self.final_layer(feats[0])
+
+
+class PoseModel(nn.Module):
+    """``model(imgs (N, 3, H, W)) -> heatmaps (N, K, H/4, W/4)``."""
+
+    def __init__(self, backbone: nn.Module, num_keypoints: int = 17):
+        super().__init__()
+        self.backbone = backbone
+        self.head = HeatmapHead(backbone.out_channels[0], num_keypoints)
+        self.head.init_weights()
+        self.model_name = getattr(backbone, "model_name", type(backbone).__name__)
+        self.family = getattr(backbone, "family", None)
+        self.num_keypoints = num_keypoints
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
+
+def create_pose_model(name: str, num_keypoints: int = 17, **backbone_overrides) -> PoseModel:
+    """Build ``name`` (see ``backbones.list_models()``) with a fresh heatmap head.
+
+    ``backbone_overrides`` change backbone config fields, e.g. ``with_cp=True``, ``norm_layer="syncbn"``,
+    ``drop_path_rate=0.0``; an unknown field raises an error listing the valid ones.
+    """
+    if not isinstance(num_keypoints, int) or num_keypoints < 1:
+        raise ValueError(f"num_keypoints={num_keypoints!r}: expected a positive integer")
+    return PoseModel(backbones.create_backbone(name, **backbone_overrides), num_keypoints)
