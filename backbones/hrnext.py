@@ -59,7 +59,7 @@ class KernelAttention(nn.Module):
 
 
 class DynamicConv2d(nn.Module):
-    """Conv whose kernel is a per-sample mixture of ``num_kernels`` kernels; weight (K, out, in/g, k, k)."""
+    """Conv whose kernel is a per-sample mixture of ``num_kernels`` kernels; weight (K*out, in/g, k, k)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, padding: int = 0, dilation: int = 1,
                  groups: int = 1, bias: bool = False, num_kernels: int = 4, norm: str = "bn"):
@@ -68,18 +68,20 @@ class DynamicConv2d(nn.Module):
         self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
         self.num_kernels = num_kernels
         self.attention = KernelAttention(in_ch, num_kernels, norm)
-        self.weight = nn.Parameter(torch.empty(num_kernels, out_ch, in_ch // groups, kernel_size, kernel_size))
+        # The K kernels stacked along the output dim, (K*out, in/g, k, k): a 4-d tensor so that
+        # ``model.to(memory_format=torch.channels_last)`` works (the authors keep it 5-d).
+        self.weight = nn.Parameter(torch.empty(num_kernels * out_ch, in_ch // groups, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(num_kernels, out_ch)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self):
-        for w in self.weight:  # the authors' init: kaiming-uniform per kernel
-            nn.init.kaiming_uniform_(w)
+        for w in self.weight.view(self.num_kernels, self.out_ch, *self.weight.shape[1:]).unbind(0):
+            nn.init.kaiming_uniform_(w)  # the authors' init: kaiming-uniform per kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         attn = self.attention(x)  # (B, K)
-        weight = (attn @ self.weight.reshape(self.num_kernels, -1)).view(b * self.out_ch, -1, *self.weight.shape[-2:])
+        weight = (attn @ self.weight.reshape(self.num_kernels, -1)).view(b * self.out_ch, *self.weight.shape[1:])
         bias = (attn @ self.bias).reshape(-1) if self.bias is not None else None
         if self.kernel_size == 1 and self.groups == 1:
             # Per-sample 1x1 conv = one batched matmul (B, out, in) @ (B, in, HW).

@@ -7,8 +7,8 @@ Layouts detected automatically, one converter each:
 * ``mmpose-1.x``: same keys as ours for HRNet/HRFormer.
 * ``mmpose-0.x``: ``keypoint_head.final_layer.*`` instead of ``head.final_layer.*``.
 * ``hrnext-authors``: the HRNeXt release (mmpose 0.x based): ``keypoint_head.*`` plus their block naming
-  (``dw3x3.conv.aggregation.weight``, ``dw3x3.conv.attention.*``, static ``proj1.conv.weight``, branch
-  LayerNorm as ``branches.i.n.norm.weight``).
+  (``dw3x3.conv.aggregation.weight`` as a 5-d (K, out, in/g, k, k) bank, ``dw3x3.conv.attention.*``,
+  static ``proj1.conv.weight``, branch LayerNorm as ``branches.i.n.norm.weight``).
 * ``backbone-only``: bare backbone keys (ImageNet-pretrained classification checkpoints); with
   ``backbone_only=True`` their classifier keys are ignored and the head stays fresh.
 
@@ -60,7 +60,7 @@ class LoadReport:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def summary(self, limit: int = 10) -> str:
-        lines = [f"{self.source}: layout {self.layout}, {self.loaded} tensors loaded"]
+        lines = [f"{self.source}: layout {self.layout}, {self.loaded} tensors fit"]
         for label, items in (("missing from the checkpoint", self.missing),
                              ("unexpected in the checkpoint", self.unexpected)):
             if items:
@@ -119,6 +119,8 @@ def convert_state_dict(sd: dict, layout: str | None = None) -> tuple[dict, str]:
         if layout in ("mmpose-0.x", "hrnext-authors") and k.startswith("keypoint_head."):
             k = "head." + k[len("keypoint_head."):]
         if layout == "hrnext-authors":
+            if k.endswith(".conv.aggregation.weight") and v.dim() == 5:
+                v = v.flatten(0, 1)  # (K, out, in/g, k, k) -> our (K*out, in/g, k, k)
             for pattern, repl in _HRNEXT_AUTHOR_RULES:
                 k = pattern.sub(repl, k)
         if layout == "backbone-only":
@@ -159,12 +161,12 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | dict, *, stri
     for k in target:
         if k not in sd:
             (report.kept_buffers if k.endswith(STRUCTURAL_BUFFERS) else report.missing).append(k)
+    report.loaded = len(to_load)
     if strict and not report.ok:
         raise CheckpointError(f"checkpoint does not fit {getattr(model, 'model_name', type(model).__name__)} "
                               f"(pass strict=False to load what fits):\n{report.summary()}"
                               f"{_guess(sd, target)}")
     model.load_state_dict(to_load, strict=False)
-    report.loaded = len(to_load)
     return report
 
 

@@ -1,0 +1,136 @@
+"""Every registered backbone: build, forward/backward, checkpointing, channels_last, state dicts, compile."""
+import copy
+
+import pytest
+import torch
+
+import backbones
+from harness import create_pose_model
+
+ALL = backbones.list_models()
+DEMOS = [n for n in ALL if n.endswith("-demo")]
+H, W = 64, 48
+
+
+def _inputs(n=2, seed=0):
+    return torch.randn(n, 3, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+def test_registry_lists_every_family_and_paper_model():
+    assert backbones.list_families() == ["hrformer", "hrnet", "hrnext"]
+    assert backbones.list_models(paper_only=True) == sorted(
+        ["hrnet-w32", "hrnet-w48", "hrformer-s", "hrformer-b", "hrnext-s", "hrnext-b"])
+    for family in backbones.list_families():
+        assert f"{family}-demo" in ALL
+
+
+def test_unknown_model_and_bad_overrides_are_clear():
+    with pytest.raises(KeyError, match="unknown model 'hrnet-w33'.*Did you mean.*hrnet-w32.*Valid names"):
+        backbones.create_backbone("hrnet-w33")
+    with pytest.raises(TypeError, match=r"no field\(s\) \['widht'\].*valid fields"):
+        backbones.create_backbone("hrnet-demo", widht=3)
+    with pytest.raises(ValueError, match="norm_layer='gn'"):
+        backbones.create_backbone("hrnet-demo", norm_layer="gn")
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        backbones.create_backbone("hrformer-demo", drop_path_rate=1.5)
+    with pytest.raises(ValueError, match="num_heads"):
+        backbones.create_backbone("hrformer-demo", num_heads=(3, 3, 3, 3))
+    with pytest.raises(ValueError, match="gate_mode"):
+        backbones.create_backbone("hrnext-demo", gate_mode="max")
+    with pytest.raises(ValueError, match="num_keypoints"):
+        create_pose_model("hrnet-demo", num_keypoints=0)
+
+
+def test_demo_variants_are_small():
+    for name in DEMOS:
+        n = sum(p.numel() for p in create_pose_model(name).parameters())
+        assert 0.3e6 < n < 3.5e6, (name, n)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_backward(name):
+    model = create_pose_model(name, num_keypoints=5).train()
+    out = model(_inputs())
+    assert out.shape == (2, 5, H // 4, W // 4)
+    out.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+@pytest.mark.parametrize("name", DEMOS + ["hrnet-w32", "hrformer-s", "hrnext-s"])
+def test_gradient_checkpointing_gives_same_gradients(name):
+    torch.manual_seed(0)
+    ref = create_pose_model(name, drop_path_rate=0.0).train()
+    cp_model = copy.deepcopy(ref)
+    cp_model.set_grad_checkpointing(True)
+    assert cp_model.backbone.with_cp
+    x = _inputs()
+    grads = []
+    for m in (ref, cp_model):
+        m(x).square().sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters()])
+    for g_ref, g_cp in zip(*grads):
+        torch.testing.assert_close(g_cp, g_ref, rtol=1e-4, atol=1e-7)
+
+
+def test_with_cp_config_field_enables_checkpointing():
+    model = create_pose_model("hrnext-demo", with_cp=True)
+    assert model.backbone.with_cp and model.backbone.layer1.with_cp
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_channels_last_gives_same_outputs(name):
+    model = create_pose_model(name).eval()
+    x = _inputs(seed=1)
+    with torch.no_grad():
+        ref = model(x)
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        out = model_cl(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_dict_round_trip(name, tmp_path):
+    src = create_pose_model(name).eval()
+    with torch.no_grad():  # make BN statistics non-trivial so a lost buffer would show
+        for m in src.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    torch.save(src.state_dict(), tmp_path / "w.pth")
+    dst = create_pose_model(name).eval()
+    dst.load_state_dict(torch.load(tmp_path / "w.pth", weights_only=True))
+    x = _inputs(seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), src(x))
+
+
+def test_syncbn_and_drop_path_options():
+    model = create_pose_model("hrnext-demo", norm_layer="syncbn", drop_path_rate=0.2)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    rates = [m.drop_prob for m in model.modules() if type(m).__name__ == "DropPath"]
+    assert rates and max(rates) == pytest.approx(0.2) and rates == sorted(rates)
+    model.eval()
+    with torch.no_grad():  # SyncBN without a process group behaves as BN in one process
+        assert model(_inputs()).shape == (2, 17, H // 4, W // 4)
+
+
+def test_hrnext_training_needs_batch_of_two():
+    model = create_pose_model("hrnext-demo").train()
+    with pytest.raises(ValueError, match="batch size >= 2"):
+        model(_inputs(n=1))
+    static = create_pose_model("hrnext-demo", dlp_dynamic=False, ffn_dynamic=False).train()
+    static(_inputs(n=1))  # static convs have no kernel attention
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DEMOS)
+def test_torch_compile(name):
+    model = create_pose_model(name).eval()
+    x = _inputs(seed=3)
+    with torch.no_grad():
+        ref = model(x)
+        out = torch.compile(model)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
