@@ -31,5 +31,11 @@ test: venv  ## run the test suite
 demo: venv  ## the main job on the built-in synthetic dataset (CPU, minutes)
 	$(PY) -m harness demo $(if $(FORCE),--force,)
 
+table-coco table-ochuman table-crowdpose: venv  ## comparison tables (reported + measured rows, live params/GFLOPs)
+	$(PY) -m harness table $(@:table-%=%)
+
+figures: venv  ## accuracy-vs-cost plots into results/figures
+	$(PY) -m harness figures
+
 clean-venv:
 	rm -rf $(VENV)

@@ -185,8 +185,8 @@ register_family(
     variants={
         "hrformer-s": HRFormerConfig(widths=(32, 64, 128, 256), num_heads=(1, 2, 4, 8), drop_path_rate=0.1),
         "hrformer-b": HRFormerConfig(widths=(78, 156, 312, 624), num_heads=(2, 4, 8, 16), drop_path_rate=0.2),
-        # CPU demo: same code paths, ~1M params.
-        "hrformer-demo": HRFormerConfig(widths=(16, 32, 64, 128), num_heads=(1, 2, 2, 4), stem_width=16,
+        # CPU demo: same code paths, 1.4M params.
+        "hrformer-demo": HRFormerConfig(widths=(32, 64, 128, 256), num_heads=(1, 2, 4, 8), stem_width=16,
                                         stage1_blocks=1, num_modules=(1, 1, 1), num_blocks=(1, 1, 1),
                                         mlp_ratio=2.0),
     },

