@@ -1,0 +1,54 @@
+"""`python -m harness table DATASET` and `python -m harness figures`: tables and plots from results/."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+TABLE_DATASETS = ("coco", "ochuman", "crowdpose")
+
+
+def _table(args: argparse.Namespace) -> int:
+    from harness.report.tables import make_table
+
+    try:
+        make_table(args.dataset, results_root=args.results, out_dir=args.out, live=not args.no_live)
+    except ValueError as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from harness.report.figures import make_figures
+
+    result = make_figures(results_root=args.results, out_dir=args.out)
+    for p in result.files:
+        print(p)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "table",
+        help="comparison table (reported + measured rows, live params/GFLOPs) as Markdown, LaTeX and CSV",
+        description="Merge the paper's reported rows with measured runs under RESULTS for one dataset, add "
+        "live parameter/FLOP counts, print the table and write <out>/<dataset>.{md,tex,csv}.",
+    )
+    p.add_argument("dataset", choices=TABLE_DATASETS, help="which benchmark table")
+    p.add_argument("--results", default="results", help="results root (reported/, runs/, profiles/); default: results")
+    p.add_argument("--out", default="results/tables", help="output folder; default: results/tables")
+    p.add_argument("--no-live", action="store_true",
+                   help="do not build and profile models: take live params/GFLOPs from cached results/profiles only")
+    p.set_defaults(func=_table)
+
+    f = subparsers.add_parser(
+        "figures",
+        help="accuracy-vs-cost plots (AP vs GFLOPs / params, COCO and OCHuman) as PNG and PDF",
+        description="Plot AP against GFLOPs and parameters for COCO and OCHuman from RESULTS: families "
+        "coloured, input sizes as markers, reported filled, measured hollow, Pareto front dashed.",
+    )
+    f.add_argument("--results", default="results", help="results root; default: results")
+    f.add_argument("--out", default="results/figures", help="output folder; default: results/figures")
+    f.set_defaults(func=_figures)

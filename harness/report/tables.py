@@ -1,0 +1,264 @@
+"""Comparison tables: the paper's reported rows and this harness's measured rows, side by side.
+
+One table per dataset, one row per (model, input size, source). Columns are the HRNeXt paper's
+(Backbone, Pretrain, Input, #Params, FLOPs, AP ... AR) plus the live parameter/FLOP counts of this
+repo's models and a Source column. Written as Markdown, LaTeX (booktabs) and CSV.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.results import load_results
+from harness.results.schema import FAMILY_ORDER, METRIC_NAMES
+from harness.results.store import atomic_write_text
+
+from .costs import LiveProfile, cached_profiles, collect_costs, default_live_profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str  # name in the results frame (mmpose's)
+    header: str  # the paper's header
+    tex: str  # LaTeX header
+
+
+_COCO_METRICS = (
+    Metric("AP", "AP", "AP"), Metric("AP .5", "AP50", r"AP$^{50}$"), Metric("AP .75", "AP75", r"AP$^{75}$"),
+    Metric("AP (M)", "APM", r"AP$^{M}$"), Metric("AP (L)", "APL", r"AP$^{L}$"), Metric("AR", "AR", "AR"),
+)
+# CrowdPose reports the crowd-index splits instead of object sizes.
+_CROWDPOSE_METRICS = (
+    Metric("AP", "AP", "AP"), Metric("AP .5", "AP50", r"AP$^{50}$"), Metric("AP .75", "AP75", r"AP$^{75}$"),
+    Metric("AP(E)", "APE", r"AP$^{E}$"), Metric("AP(M)", "APM", r"AP$^{M}$"), Metric("AP(H)", "APH", r"AP$^{H}$"),
+    Metric("AR", "AR", "AR"),
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    dataset: str
+    title: str
+    metrics: tuple[Metric, ...]
+
+
+SPECS: dict[str, TableSpec] = {
+    "coco": TableSpec("coco", "COCO val2017 (person detector boxes)", _COCO_METRICS),
+    "ochuman": TableSpec("ochuman", "OCHuman val (ground-truth boxes)", _COCO_METRICS),
+    "crowdpose": TableSpec("crowdpose", "CrowdPose test", _CROWDPOSE_METRICS),
+}
+
+ID_COLUMNS = ("Backbone", "Pretrain", "Input", "#Params (M)", "GFLOPs")
+LIVE_COLUMNS = ("Params (live, M)", "GFLOPs (live)")
+
+
+def _spec(dataset: str) -> TableSpec:
+    if dataset in SPECS:
+        return SPECS[dataset]
+    # Any other dataset (e.g. the synthetic one) gets COCO-style columns.
+    return TableSpec(dataset, dataset, _COCO_METRICS)
+
+
+def _select_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Reported + measured rows of ``dataset``; placeholders on the paper's grid where there are none."""
+    rows = df[df["kind"].isin(["reported", "measured"]) & (df["dataset"] == dataset)].copy()
+    if rows.empty:
+        # Before any run on this dataset, still show what is known: the model/size grid and its costs.
+        grid = df[df["kind"] == "reported"].drop_duplicates(["model", "input_h", "input_w"]).copy()
+        if grid.empty:
+            raise ValueError(f"no results for dataset {dataset!r} and no reported rows to build a grid from")
+        log.info("no results for %s yet: listing the paper's models with costs only", dataset)
+        grid[list(METRIC_NAMES)] = math.nan
+        grid[["params_m", "gflops"]] = math.nan
+        grid["kind"] = "pending"
+        grid["dataset"] = dataset
+        rows = grid
+    # The paper's order: families as in FAMILY_ORDER, models as they appear in the reported tables
+    # (W32 before W48, S before B), models only measured here after them by name.
+    fam_rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    paper_order = df.loc[df["kind"] == "reported", "model"].drop_duplicates().tolist()
+    model_rank = {m: i for i, m in enumerate(paper_order + sorted(set(rows["model"]) - set(paper_order)))}
+    rows["_fam"] = rows["family"].map(fam_rank).fillna(len(fam_rank))
+    rows["_model"] = rows["model"].map(model_rank)
+    rows["_kind"] = rows["kind"].map({"reported": 0, "measured": 1, "pending": 2})
+    return rows.sort_values(["_fam", "_model", "input_h", "input_w", "_kind", "date"], na_position="first")
+
+
+def _source(row, cite: dict[str, int]) -> str:
+    if row.kind == "reported":
+        return f"reported [{cite[row.source]}]"
+    if row.kind == "pending":
+        return "no result yet"
+    date = "" if pd.isna(row.date) else f", {row.date:%Y-%m-%d}"
+    return f"measured: {row.experiment} (seed {row.seed}{date})"
+
+
+def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile) -> pd.DataFrame:
+    """The table as a frame (numbers kept numeric); see :func:`make_table`."""
+    spec = _spec(dataset)
+    rows = _select_rows(df, dataset)
+    sources = sorted(set(rows.loc[rows["kind"] == "reported", "source"]))
+    cite = {s: i for i, s in enumerate(sources, start=1)}
+    keys = [(r.model, int(r.input_h), int(r.input_w)) for r in rows.itertuples()]
+    costs = collect_costs(keys, live_profile)
+    out = pd.DataFrame({
+        "Backbone": rows["display_name"].to_numpy(),
+        "Pretrain": rows["pretrain"].map({"imagenet": "Y", "none": "N"}).to_numpy(),
+        "Input": [f"{h}x{w}" for h, w in zip(rows["input_h"], rows["input_w"])],
+        "#Params (M)": rows["params_m"].to_numpy(),
+        "GFLOPs": rows["gflops"].to_numpy(),
+        **{m.header: rows[m.column].to_numpy() for m in spec.metrics},
+        LIVE_COLUMNS[0]: [costs[k]["params"] / 1e6 for k in keys],
+        LIVE_COLUMNS[1]: [costs[k]["gflops"] for k in keys],
+        "Source": [_source(r, cite) for r in rows.itertuples()],
+    })
+    out.attrs["family"] = rows["family"].tolist()
+    out.attrs["sources"] = sources
+    out.attrs["title"] = spec.title
+    out.attrs["metrics"] = [m.header for m in spec.metrics]
+    out.attrs["tex_headers"] = [m.tex for m in spec.metrics]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- render
+
+
+def _fmt(col: str, v) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if col in ("#Params (M)", "GFLOPs"):
+        return f"{v:.1f}"
+    if col in LIVE_COLUMNS:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def _best(table: pd.DataFrame, col: str) -> float:
+    vals = pd.to_numeric(table[col], errors="coerce")
+    return vals.max() if vals.notna().any() else math.nan
+
+
+def _notes(table: pd.DataFrame) -> list[str]:
+    notes = [f"[{i}] {s}" for i, s in enumerate(table.attrs.get("sources", []), start=1)]
+    bad = table.attrs.get("bad_files", [])
+    if bad:
+        notes.append(f"Skipped {len(bad)} malformed result file(s): "
+                     + "; ".join(f"{b['file']} ({b['reason']})" for b in bad))
+    notes.append("Best value per accuracy column in bold. #Params/GFLOPs: as reported or as recorded by the run; "
+                 "(live): counted on this repository's models.")
+    return notes
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub Markdown: numbers right-aligned, best accuracy per column in bold, sources as notes."""
+    cols = list(table.columns)
+    metrics = table.attrs.get("metrics", [])
+    best = {c: _best(table, c) for c in metrics}
+    align = [":--" if c in ("Backbone", "Source") else (":-:" if c in ("Pretrain", "Input") else "--:") for c in cols]
+    lines = [f"### {table.attrs.get('title', '')}", "", "| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
+    for _, r in table.iterrows():
+        cells = []
+        for c in cols:
+            s = _fmt(c, r[c]).replace("x", "×") if c == "Input" else _fmt(c, r[c])
+            if c in best and not isinstance(r[c], str) and r[c] == best[c]:
+                s = f"**{s}**"
+            cells.append(s)
+        lines.append("| " + " | ".join(cells) + " |")
+    # Blank lines keep each note its own paragraph when rendered.
+    return "\n".join(lines) + "\n\n" + "\n\n".join(_notes(table)) + "\n"
+
+
+_TEX_ESCAPE = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in s)
+
+
+def to_latex(table: pd.DataFrame, label: str) -> str:
+    """A booktabs ``table`` float; a \\midrule separates model families."""
+    cols = list(table.columns)
+    metrics = table.attrs.get("metrics", [])
+    tex_headers = dict(zip(metrics, table.attrs.get("tex_headers", metrics)))
+    best = {c: _best(table, c) for c in metrics}
+    head = {"Backbone": "Backbone", "Pretrain": "Pretrain", "Input": "Input", "#Params (M)": r"\#Params (M)",
+            "GFLOPs": "GFLOPs", LIVE_COLUMNS[0]: "Params$_{\\mathrm{live}}$ (M)",
+            LIVE_COLUMNS[1]: "GFLOPs$_{\\mathrm{live}}$", "Source": "Source", **tex_headers}
+    spec = "".join("l" if c in ("Backbone", "Source") else ("c" if c in ("Pretrain", "Input") else "r") for c in cols)
+    lines = [
+        f"% generated by hrbench (python -m harness table {label}); do not edit by hand",
+        r"\begin{table}[t]", r"\centering", r"\small",
+        rf"\caption{{{tex_escape(table.attrs.get('title', ''))}.}}", rf"\label{{tab:{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+        " & ".join(head.get(c, tex_escape(c)) for c in cols) + r" \\", r"\midrule",
+    ]
+    families = table.attrs.get("family", [None] * len(table))
+    for i, (_, r) in enumerate(table.iterrows()):
+        if i and families[i] != families[i - 1]:
+            lines.append(r"\midrule")
+        cells = []
+        for c in cols:
+            s = _fmt(c, r[c])
+            s = s.replace("x", r"$\times$") if c == "Input" else tex_escape(s).replace("–", "--")
+            if c in best and not isinstance(r[c], str) and r[c] == best[c]:
+                s = rf"\textbf{{{s}}}"
+            cells.append(s)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\footnotesize {tex_escape(n)}" for n in _notes(table)]
+    lines += [r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def as_frame(results: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """A results root is read with :func:`load_results`; an already-loaded frame is used as is."""
+    return results if isinstance(results, pd.DataFrame) else load_results(results)
+
+
+def make_table(
+    dataset: str,
+    results_root: str | os.PathLike | pd.DataFrame = "results",
+    out_dir: str | os.PathLike = "results/tables",
+    live_profile: LiveProfile | None = None,
+    *,
+    live: bool = True,
+    echo: bool = True,
+) -> pd.DataFrame:
+    """Merge reported and measured rows of ``dataset`` and write ``<dataset>.md/.tex/.csv`` to ``out_dir``.
+
+    ``live_profile(model, (H, W)) -> {"params": int, "gflops": float}`` fills the "(live)" columns;
+    ``None`` uses the harness profiler when available, else the cached ``results/profiles`` records;
+    ``live=False`` uses only the cached records (no model is built).
+    ``results_root`` may also be a frame from :func:`load_results` (saves re-reading the store).
+    Malformed result files are reported by :func:`load_results` (logged, not fatal). The Markdown is
+    printed when ``echo``. Returns the table (numeric cells stay numbers; NaN = not available).
+    """
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset: expected a dataset name such as {sorted(SPECS)}, got {dataset!r}")
+    df = as_frame(results_root)
+    if not (df["dataset"] == dataset).any() and dataset not in SPECS:
+        known = sorted(set(df["dataset"].dropna()) | set(SPECS))
+        raise ValueError(f"dataset: no results for {dataset!r}; known datasets: {known}")
+    if live_profile is None:
+        live_profile = default_live_profile(df) if live else cached_profiles(df)
+    table = build_table(df, dataset, live_profile)
+    table.attrs["bad_files"] = df.attrs.get("bad_files", [])
+    out = Path(out_dir)
+    md = to_markdown(table)
+    atomic_write_text(out / f"{dataset}.md", md)
+    atomic_write_text(out / f"{dataset}.tex", to_latex(table, dataset))
+    atomic_write_text(out / f"{dataset}.csv", table.to_csv(index=False, float_format="%.6g"))
+    log.info("wrote %s/%s.{md,tex,csv} (%d rows)", out, dataset, len(table))
+    if echo:
+        print(md)
+    return table
