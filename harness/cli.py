@@ -14,6 +14,10 @@ import sys
 
 COMMANDS = [
     "harness.commands.models",
+    "harness.commands.data", "harness.commands.evaluate_predictions",
+    "harness.commands.synth",
+    "harness.commands.train",
+    "harness.commands.report",
 ]
 
 

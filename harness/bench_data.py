@@ -1,0 +1,270 @@
+"""Speed of the data pipeline and of the evaluation post-processing.
+
+* ``bench_pipeline``: per-sample time of our training pipeline (decode + augment + warp +
+  normalise + heatmaps) on one thread, and of mmpose 1.x's equivalent pipeline on the same
+  instances (LoadImage, GetBBoxCenterScale, RandomFlip, RandomHalfBody, RandomBBoxTransform,
+  TopdownAffine, GenerateTarget(MSRAHeatmap), PackPoseInputs) when an interpreter with mmpose is
+  given (``--mmpose-python``) or mmpose is importable here. Also reports both without the JPEG
+  decode, which is the same libjpeg-turbo call in both pipelines.
+* ``bench_eval``: rescoring + OKS-NMS of a synthetic COCO-val-sized set (default 100k raw
+  predictions over 5k images), plus the conversion of the RAW.json list of dicts.
+
+Run: ``python -m harness.bench_data [--root DIR] [--mmpose-python PY] [--json OUT]``.
+This file only imports the standard library at module level so that it can also run as a plain
+script under mmpose's interpreter (``--mmpose-worker``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+
+
+def _clock() -> float:
+    # CPU time of this (single-threaded) process: "per core" cost, and far less sensitive than
+    # wall time to other processes competing for the machine's cores.
+    return time.process_time()
+
+
+def _single_thread() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _instances(root: Path, split: str) -> list[dict]:
+    """GT instances of a COCO-format split as plain dicts (shared by both pipelines)."""
+    import numpy as np
+
+    ann = json.loads((root / "annotations" / f"person_keypoints_{split}.json").read_text())
+    imgs = {i["id"]: i for i in ann["images"]}
+    out = []
+    for a in ann["annotations"]:
+        im = imgs[a["image_id"]]
+        w, h = im["width"], im["height"]
+        x, y, bw, bh = a["bbox"]
+        x1, y1 = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+        x2, y2 = np.clip(x + bw, 0, w - 1), np.clip(y + bh, 0, h - 1)
+        if a.get("iscrowd") or a.get("num_keypoints", 1) == 0 or x2 <= x1 or y2 <= y1:
+            continue
+        out.append(dict(path=str(root / split / im["file_name"]), bbox=[float(x1), float(y1), float(x2), float(y2)],
+                        keypoints=a["keypoints"], id=a["id"], image_id=a["image_id"]))
+    return out
+
+
+def _mmpose_worker(root: Path, split: str, repeats: int) -> dict:
+    """Time mmpose's top-down training pipeline (runs under an interpreter with mmpose)."""
+    _single_thread()
+    import copy
+
+    import cv2
+    import numpy as np
+    import mmpose.datasets  # noqa: F401  (registers the codecs)
+    del mmpose
+    from mmengine.dataset import Compose
+    from mmpose.datasets.transforms import (GenerateTarget, GetBBoxCenterScale, LoadImage, PackPoseInputs,
+                                            RandomBBoxTransform, RandomFlip, RandomHalfBody, TopdownAffine)
+
+    codec = dict(type="MSRAHeatmap", input_size=(192, 256), heatmap_size=(48, 64), sigma=2)
+    steps = [GetBBoxCenterScale(), RandomFlip(direction="horizontal"), RandomHalfBody(),
+             RandomBBoxTransform(), TopdownAffine(input_size=codec["input_size"]),
+             GenerateTarget(encoder=codec), PackPoseInputs()]
+    full = Compose([LoadImage()] + steps)
+    no_decode = Compose(steps)
+    flip = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    samples = []
+    for s in _instances(root, split):
+        k = np.asarray(s["keypoints"], np.float32).reshape(1, -1, 3)
+        samples.append(dict(img_path=s["path"], bbox=np.asarray([s["bbox"]], np.float32),
+                            bbox_score=np.ones(1, np.float32), keypoints=k[..., :2],
+                            keypoints_visible=np.minimum(1, k[..., 2]), flip_indices=flip,
+                            upper_body_ids=list(range(11)), lower_body_ids=list(range(11, 17)),
+                            id=s["id"], img_id=s["image_id"], category_id=1))
+    np.random.seed(0)
+    for s in samples[:5]:
+        full(copy.deepcopy(s))
+    t = _clock()
+    for _ in range(repeats):
+        for s in samples:
+            full(copy.deepcopy(s))  # mmpose's BaseDataset deep-copies each data_info too
+    t_full = (_clock() - t) / (repeats * len(samples))
+    decoded = {s["img_path"]: cv2.imread(s["img_path"]) for s in samples}
+    t = _clock()
+    for _ in range(repeats):
+        for s in samples:
+            d = copy.deepcopy(s)
+            d["img"] = decoded[s["img_path"]].copy()
+            d["img_shape"] = d["img"].shape[:2]
+            d["ori_shape"] = d["img"].shape[:2]
+            no_decode(d)
+    t_nodec = (_clock() - t) / (repeats * len(samples))
+    return {"ms_per_sample": 1e3 * t_full, "ms_per_sample_without_decode": 1e3 * t_nodec,
+            "samples": len(samples)}
+
+
+def _time_ours(ds, decoded: dict | None, epoch: int) -> float:
+    """Seconds per sample for one pass over ``ds`` (with ``decoded`` images: decode excluded)."""
+    from harness.data.dataset import normalize
+    from harness.data.transforms import apply_affine, warp_image
+
+    h, w = ds.input_size
+    ds.set_epoch(epoch)
+    t = _clock()
+    for i in range(len(ds)):
+        if decoded is None:
+            ds[i]
+        else:
+            p = ds.crop_params(i)
+            crop = warp_image(decoded[ds.instances[i].file], p["img_matrix"], (w, h))
+            normalize(crop)
+            ds.codec.encode(apply_affine(p["keypoints"], p["matrix"])[None], p["visible"][None])
+    return (_clock() - t) / len(ds)
+
+
+def bench_pipeline(root: str | Path = DEFAULT_ROOT, split: str = "train2017", repeats: int = 3,
+                   mmpose_python: str | None = None) -> dict:
+    """Per-sample ms of our pipeline (one thread) and, if available, mmpose's on the same images.
+
+    Times are process CPU seconds on one thread. The two pipelines are timed in alternation
+    (``repeats`` rounds) and the fastest round of each is kept, so that load from other processes
+    on a shared machine affects both alike.
+    """
+    _single_thread()
+    from harness.data import build_dataset
+    from harness.data.coco import load_image
+
+    root = Path(root)
+    ds = build_dataset("coco", root, split.replace("2017", ""), train=True, seed=0)
+    n = len(ds)
+    for i in range(min(5, n)):
+        ds[i]
+    decoded = {inst.file: load_image(inst.file) for inst in ds.instances}
+    ours_full, ours_nodec, mm_full, mm_nodec = [], [], [], []
+    have_mm = True
+    for r in range(repeats):
+        ours_full.append(_time_ours(ds, None, r))
+        ours_nodec.append(_time_ours(ds, decoded, r))
+        if not have_mm:
+            continue
+        if mmpose_python:
+            proc = subprocess.run([mmpose_python, __file__, "--mmpose-worker", "--root", str(root), "--split", split,
+                                   "--repeats", "1"], capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if proc.returncode != 0:
+                raise RuntimeError(f"mmpose worker failed ({mmpose_python}):\n{proc.stderr[-2000:]}")
+            mm = json.loads(proc.stdout.strip().splitlines()[-1])
+        else:
+            try:
+                mm = _mmpose_worker(root, split, 1)
+            except ImportError:
+                have_mm = False
+                continue
+        mm_full.append(mm["ms_per_sample"] / 1e3)
+        mm_nodec.append(mm["ms_per_sample_without_decode"] / 1e3)
+    out = {"ours": {"ms_per_sample": 1e3 * min(ours_full), "ms_per_sample_without_decode": 1e3 * min(ours_nodec),
+                    "samples": n}, "mmpose": None, "rounds": repeats}
+    if mm_full:
+        out["mmpose"] = {"ms_per_sample": 1e3 * min(mm_full), "ms_per_sample_without_decode": 1e3 * min(mm_nodec),
+                         "samples": n}
+        out["speedup"] = min(mm_full) / min(ours_full)
+        out["speedup_without_decode"] = min(mm_nodec) / min(ours_nodec)
+    return out
+
+
+def synthetic_raw_predictions(num_images: int = 5000, per_image: int = 20, num_keypoints: int = 17,
+                              seed: int = 0):
+    """A COCO-val-sized set of raw predictions: clusters of near-duplicates per person, as a
+    detector + top-down model produce them. Returns ``RawPredictions``."""
+    import numpy as np
+
+    from harness.eval.postprocess import RawPredictions
+
+    rng = np.random.default_rng(seed)
+    n = num_images * per_image
+    image_ids = np.repeat(np.arange(num_images), per_image)
+    persons = rng.integers(1, 6, size=num_images)  # 1..5 people per image
+    person = rng.integers(0, 5, size=n) % np.repeat(persons, per_image)
+    base = rng.uniform(0, 600, size=(num_images, 5, 1, 2)) + rng.normal(0, 40, size=(num_images, 5, num_keypoints, 2))
+    kps = base[image_ids, person] + rng.normal(0, 4, size=(n, num_keypoints, 2))
+    areas = rng.uniform(32 ** 2, 300 ** 2, size=n)
+    return RawPredictions(
+        image_ids=image_ids.astype(np.int64), category_ids=np.ones(n, np.int64),
+        keypoints=kps.astype(np.float32), keypoint_scores=rng.uniform(0, 1, (n, num_keypoints)).astype(np.float32),
+        bbox_scores=rng.uniform(0.1, 1, n), areas=areas,
+        bboxes=np.concatenate([kps.min(1), kps.max(1) - kps.min(1)], axis=1),
+    )
+
+
+def bench_eval(num_images: int = 5000, per_image: int = 20) -> dict:
+    """Seconds for rescoring + OKS-NMS of ``num_images * per_image`` raw predictions."""
+    import numpy as np
+
+    from harness.data.metainfo import COCO_META
+    from harness.eval.postprocess import RawPredictions, postprocess, to_coco_results
+
+    raw = synthetic_raw_predictions(num_images, per_image)
+    as_list = raw.to_list()
+    t = time.perf_counter()
+    RawPredictions.from_list(as_list, 17)
+    t_parse = time.perf_counter() - t
+    t = time.perf_counter()
+    sel, scores = postprocess(raw, COCO_META.sigmas_array)
+    t_pp = time.perf_counter() - t
+    t = time.perf_counter()
+    to_coco_results(raw, sel, scores)
+    t_res = time.perf_counter() - t
+    return {"predictions": len(raw), "images": num_images, "kept_after_nms": int(len(sel)),
+            "seconds_rescore_and_oks_nms": t_pp, "seconds_parse_raw_list": t_parse,
+            "seconds_to_coco_results": t_res, "kept_fraction": float(len(sel) / len(raw)),
+            "_check": float(np.sum(scores))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=str(DEFAULT_ROOT), help="COCO-format folder (default: shared coco-mini)")
+    ap.add_argument("--split", default="train2017")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mmpose-python", default=None, help="interpreter with mmpose 1.x for the reference timing")
+    ap.add_argument("--eval-images", type=int, default=5000)
+    ap.add_argument("--eval-per-image", type=int, default=20)
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--mmpose-worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.mmpose_worker:
+        print(json.dumps(_mmpose_worker(Path(args.root), args.split, args.repeats)))
+        return 0
+    res = {"pipeline": bench_pipeline(args.root, args.split, args.repeats, args.mmpose_python),
+           "eval": bench_eval(args.eval_images, args.eval_per_image)}
+    p, e = res["pipeline"], res["eval"]
+    print("| pipeline (1 thread, 256x192, per sample) | full (ms) | without JPEG decode (ms) |")
+    print("|---|---:|---:|")
+    print(f"| hrbench | {p['ours']['ms_per_sample']:.2f} | {p['ours']['ms_per_sample_without_decode']:.2f} |")
+    if p["mmpose"]:
+        print(f"| mmpose 1.x | {p['mmpose']['ms_per_sample']:.2f} | {p['mmpose']['ms_per_sample_without_decode']:.2f} |")
+        print(f"| speed-up | {p['speedup']:.2f}x | {p['speedup_without_decode']:.2f}x |")
+    print(f"\nevaluation post-processing: {e['predictions']} raw predictions over {e['images']} images: "
+          f"rescoring + OKS-NMS {e['seconds_rescore_and_oks_nms']:.2f} s, parsing the RAW list "
+          f"{e['seconds_parse_raw_list']:.2f} s, COCO results {e['seconds_to_coco_results']:.2f} s")
+    if args.json:
+        from harness.eval.coco_eval import write_json_atomic
+
+        write_json_atomic(args.json, res, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    # Also run as a plain script by mmpose's interpreter (--mmpose-worker): no harness imports.
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,140 @@
+"""COCO keypoint evaluation with xtcocotools, reporting mmpose's metric names.
+
+``evaluate`` = validate raw predictions -> rescoring + OKS-NMS (``postprocess``) -> COCO results
+-> ``COCOeval`` (``keypoints`` or, for CrowdPose, ``keypoints_crowd``) with the dataset's sigmas.
+Its numbers equal mmpose 1.3.2's ``CocoMetric(score_mode='bbox_keypoint',
+keypoint_score_thr=0.2, nms_mode='oks_nms', nms_thr=0.9)`` on the same raw predictions (checked
+against mmpose itself; see the report in the project history).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness.data.metainfo import DatasetMeta
+from harness.eval.postprocess import RawPredictions, to_coco_results
+from harness.eval.postprocess import postprocess as rescore_and_nms
+
+log = logging.getLogger(__name__)
+
+__all__ = ["evaluate", "METRIC_NAMES", "CROWD_METRIC_NAMES", "format_metrics", "write_json_atomic",
+           "load_coco_gt"]
+
+METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
+CROWD_METRIC_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> Path:
+    """Write JSON to a temp file in the same directory, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=indent)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_coco_gt(ann_file: str | Path):
+    """xtcocotools ``COCO`` of an annotation file (its chatter silenced)."""
+    from xtcocotools.coco import COCO
+
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file {ann_file}: file not found")
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return COCO(str(ann_file))
+        except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as e:
+            raise ValueError(f"annotation file {ann_file}: not a COCO annotation file ({e!r})") from None
+
+
+def evaluate(
+    preds: Sequence[dict] | RawPredictions,
+    ann_file: str | Path,
+    meta: DatasetMeta,
+    *,
+    postprocess: bool = True,
+    outfile_prefix: str | Path | None = None,
+    score_thr: float = 0.2,
+    nms_thr: float = 0.9,
+    coco_gt=None,
+) -> dict[str, float]:
+    """Evaluate raw top-down predictions against a COCO-format annotation file.
+
+    Args:
+        preds: RAW predictions (list of dicts, see ``RawPredictions.from_list``) or arrays.
+        ann_file: the GT annotation file (every prediction's image_id must be in it).
+        meta: dataset metadata (sigmas, iou_type, use_area).
+        postprocess: rescoring + OKS-NMS (see below for False).
+        outfile_prefix: if given, write ``<prefix>.keypoints.json`` (the COCO results) and
+            ``<prefix>.metrics.json``.
+    Returns:
+        mmpose's metric names -> values (``METRIC_NAMES``, or ``CROWD_METRIC_NAMES`` for
+        ``keypoints_crowd``).
+
+    With ``postprocess=False`` predictions are still rescored (box x keypoint score) -- the
+    results need a score -- but nothing is suppressed (mmpose's ``nms_mode='none'``).
+    """
+    from xtcocotools.cocoeval import COCOeval
+
+    do_nms = postprocess  # the argument shadows the function name; see rescore_and_nms
+
+    gt = coco_gt if coco_gt is not None else load_coco_gt(ann_file)
+    raw = preds if isinstance(preds, RawPredictions) else RawPredictions.from_list(
+        preds, meta.num_keypoints)
+    if raw.num_keypoints != meta.num_keypoints:
+        raise ValueError(
+            f"predictions have {raw.num_keypoints} keypoints, dataset {meta.name!r} has {meta.num_keypoints}"
+        )
+    unknown = sorted(set(np.unique(raw.image_ids).tolist()) - set(gt.getImgIds()))
+    if unknown:
+        shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+        raise ValueError(f"predictions refer to {len(unknown)} image ids not in {ann_file}: {shown}")
+    sel, scores = rescore_and_nms(raw, meta.sigmas_array, score_thr=score_thr, nms=do_nms, nms_thr=nms_thr)
+    results = to_coco_results(raw, sel, scores)
+    if outfile_prefix is not None:
+        write_json_atomic(f"{outfile_prefix}.keypoints.json", results)
+    if meta.iou_type == "keypoints_crowd":
+        missing = [i for i in gt.getImgIds() if "crowdIndex" not in gt.imgs[i]]
+        if missing:
+            raise ValueError(f"annotation file {ann_file}: CrowdPose evaluation needs 'crowdIndex' on every "
+                             f"image; missing on image {missing[0]} ({len(missing)} images)")
+    with contextlib.redirect_stdout(io.StringIO()) as buf:
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, meta.iou_type, meta.sigmas_array, meta.use_area)
+        ev.params.useSegm = None
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    log.debug("COCOeval output:\n%s", buf.getvalue())
+    names = CROWD_METRIC_NAMES if meta.iou_type == "keypoints_crowd" else METRIC_NAMES
+    metrics = {n: float(v) for n, v in zip(names, ev.stats)}
+    if outfile_prefix is not None:
+        write_json_atomic(f"{outfile_prefix}.metrics.json", metrics, indent=2)
+    log.info("evaluated %d predictions -> %d results on %s: AP %.4f", len(raw), len(results),
+             Path(ann_file).name, metrics["AP"])
+    return metrics
+
+
+def format_metrics(metrics: dict[str, float], title: str | None = None) -> str:
+    """A Markdown table of metrics (fractions, 4 decimals, as mmpose logs them)."""
+    names = list(metrics)
+    head = "| " + " | ".join(names) + " |"
+    sep = "|" + "|".join("---:" for _ in names) + "|"
+    row = "| " + " | ".join(f"{metrics[n]:.4f}" for n in names) + " |"
+    lines = ([f"**{title}**", ""] if title else []) + [head, sep, row]
+    return "\n".join(lines)

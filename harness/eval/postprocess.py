@@ -1,0 +1,230 @@
+"""Raw top-down predictions -> COCO results: validation, rescoring, vectorised OKS and OKS-NMS.
+
+Semantics are those of mmpose 1.x's ``CocoMetric`` with ``score_mode='bbox_keypoint'``,
+``keypoint_score_thr=0.2``, ``nms_mode='oks_nms'``, ``nms_thr=0.9``:
+
+* instance score = box score x mean of the keypoint scores above 0.2 (0 if none is above);
+* per image, greedy OKS-NMS in descending score order (``np.argsort(scores)[::-1]``, the same
+  call so ties break the same way), a candidate is suppressed when its OKS with a kept instance
+  is > 0.9; OKS uses the dataset's sigmas and the mean of the two instances' ``area``;
+* images appear in the order of their first prediction; results carry ``image_id``,
+  ``category_id``, ``keypoints`` (x, y, score) x K, ``score`` and ``bbox``.
+
+The pairwise OKS of an image is one broadcast (n, n, K) computation; only the greedy pass
+iterates, once per kept instance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["RawPredictions", "rescore", "oks_matrix", "oks_nms", "postprocess", "to_coco_results"]
+
+
+@dataclass
+class RawPredictions:
+    """Raw top-down predictions as arrays (N instances, K keypoints).
+
+    Attributes:
+        image_ids: (N,) int64. category_ids: (N,) int64.
+        keypoints: (N, K, 2) float32 image coordinates. keypoint_scores: (N, K) float32.
+        bbox_scores: (N,) float64. areas: (N,) float64 (product of the crop scale).
+        bboxes: (N, 4) float64 [x, y, w, h] or None.
+    """
+
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    bbox_scores: np.ndarray
+    areas: np.ndarray
+    bboxes: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.image_ids)
+        if self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 2:
+            raise ValueError(f"RawPredictions.keypoints: shape {self.keypoints.shape}, expected ({n}, K, 2)")
+        k = self.keypoints.shape[1]
+        if self.keypoint_scores.shape != (n, k):
+            raise ValueError(f"RawPredictions.keypoint_scores: shape {self.keypoint_scores.shape}, expected ({n}, {k})")
+        for name in ("category_ids", "bbox_scores", "areas"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"RawPredictions.{name}: shape {getattr(self, name).shape}, expected ({n},)")
+        if self.bboxes is not None and self.bboxes.shape != (n, 4):
+            raise ValueError(f"RawPredictions.bboxes: shape {self.bboxes.shape}, expected ({n}, 4)")
+        for name in ("keypoints", "keypoint_scores", "bbox_scores", "areas"):
+            if not np.isfinite(getattr(self, name)).all():
+                bad = int(np.nonzero(~np.isfinite(getattr(self, name)).reshape(n, -1).all(axis=1))[0][0])
+                raise ValueError(f"RawPredictions.{name}: non-finite value in prediction {bad}")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.keypoints.shape[1]
+
+    @classmethod
+    def from_list(cls, preds: Sequence[dict[str, Any]], num_keypoints: int | None = None,
+                  source: str = "predictions") -> "RawPredictions":
+        """Validate and convert a list of RAW.json dicts. Errors name the entry and the field."""
+        if not isinstance(preds, (list, tuple)):
+            raise ValueError(f"{source}: must be a list of predictions, got {type(preds).__name__}")
+        if len(preds) == 0:
+            raise ValueError(f"{source}: no predictions")
+        required = ("image_id", "keypoints", "keypoint_scores", "bbox_score", "area")
+        n = len(preds)
+        k = num_keypoints
+        has_bbox = True
+        for i, p in enumerate(preds):
+            if not isinstance(p, dict):
+                raise ValueError(f"{source}[{i}]: must be an object")
+            for key in required:
+                if key not in p:
+                    raise ValueError(f"{source}[{i}]: missing field {key!r}")
+            if k is None:
+                k = len(p["keypoints"])
+            if len(p["keypoints"]) != k or len(p["keypoint_scores"]) != k:
+                raise ValueError(
+                    f"{source}[{i}] (image_id {p['image_id']}): has {len(p['keypoints'])} keypoints and "
+                    f"{len(p['keypoint_scores'])} keypoint_scores, expected {k}"
+                )
+            has_bbox = has_bbox and ("bbox" in p)
+        try:
+            kps = np.asarray([p["keypoints"] for p in preds], dtype=np.float32)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source}: 'keypoints' must be [[x, y], ...] numbers ({e})") from None
+        if kps.shape != (n, k, 2):
+            raise ValueError(f"{source}: 'keypoints' must be [[x, y], ...] per prediction, got array {kps.shape}")
+        try:
+            return cls(
+                image_ids=np.asarray([p["image_id"] for p in preds], dtype=np.int64),
+                category_ids=np.asarray([p.get("category_id", 1) for p in preds], dtype=np.int64),
+                keypoints=kps,
+                keypoint_scores=np.asarray([p["keypoint_scores"] for p in preds], dtype=np.float32),
+                bbox_scores=np.asarray([p["bbox_score"] for p in preds], dtype=np.float64),
+                areas=np.asarray([p["area"] for p in preds], dtype=np.float64),
+                bboxes=np.asarray([p["bbox"] for p in preds], dtype=np.float64) if has_bbox else None,
+            )
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source}: a field has the wrong type or shape ({e})") from None
+
+    def to_list(self) -> list[dict[str, Any]]:
+        out = []
+        for i in range(len(self)):
+            d = {
+                "image_id": int(self.image_ids[i]),
+                "category_id": int(self.category_ids[i]),
+                "keypoints": self.keypoints[i].tolist(),
+                "keypoint_scores": self.keypoint_scores[i].tolist(),
+                "bbox_score": float(self.bbox_scores[i]),
+                "area": float(self.areas[i]),
+            }
+            if self.bboxes is not None:
+                d["bbox"] = self.bboxes[i].tolist()
+            out.append(d)
+        return out
+
+
+def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
+    """(N, K), (N,) -> (N,): box score x mean of keypoint scores > thr (0 when none is)."""
+    ks = np.asarray(keypoint_scores, dtype=np.float64)
+    valid = ks > thr
+    cnt = valid.sum(axis=1)
+    mean = np.where(cnt > 0, (ks * valid).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+    return np.asarray(bbox_scores, dtype=np.float64) * mean
+
+
+def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """Pairwise OKS (n, n) float32 of instances keypoints (n, K, 2) with areas (n,).
+
+    OKS(i, j) = mean_k exp(-d_ijk^2 / (2 * ((a_i + a_j)/2 + eps) * (2 sigma_k)^2)) -- mmpose's
+    ``oks_iou`` (all keypoints count, no visibility threshold).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    a = np.asarray(areas, dtype=np.float64)
+    var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    x, y = kp[..., 0], kp[..., 1]
+    dx = x[:, None, :] - x[None, :, :]  # (n, n, K); x and y separately: no reduction over a size-2 axis
+    dy = y[:, None, :] - y[None, :, :]
+    d2 = dx * dx + dy * dy
+    s = (a[:, None] + a[None, :]) / 2 + np.spacing(1)
+    d2 /= var
+    d2 /= s[..., None] * 2
+    np.exp(-d2, out=d2)
+    return (d2.sum(-1) / kp.shape[1]).astype(np.float32)
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+            thr: float = 0.9) -> np.ndarray:
+    """Greedy OKS-NMS of one image. Returns kept indices in descending score order."""
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.asarray(scores).argsort()[::-1]
+    if n == 1:
+        return order.copy()
+    oks = oks_matrix(keypoints, areas, sigmas)
+    # mmpose compares float32 OKS values with ``<= thr``: suppressed when > thr
+    over = oks > np.float32(thr)
+    alive = np.ones(n, dtype=bool)
+    keep = []
+    for i in order:
+        if not alive[i]:
+            continue
+        keep.append(i)
+        alive &= ~over[i]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _group_by_image(image_ids: np.ndarray) -> list[np.ndarray]:
+    """Indices of each image's predictions, images in order of first appearance, each group in
+    list order (stable)."""
+    uniq, first, inv = np.unique(image_ids, return_index=True, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    counts = np.bincount(inv, minlength=len(uniq))
+    groups = np.split(order, np.cumsum(counts)[:-1])
+    return [groups[j] for j in np.argsort(first, kind="stable")]
+
+
+def postprocess(preds: RawPredictions, sigmas: np.ndarray, *, score_thr: float = 0.2,
+                nms: bool = True, nms_thr: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Rescore and (optionally) OKS-NMS. Returns (selected indices into ``preds`` in result
+    order, their scores)."""
+    if not 0.0 <= nms_thr <= 1.0:
+        raise ValueError(f"nms_thr: {nms_thr} must be in [0, 1]")
+    scores = rescore(preds.keypoint_scores, preds.bbox_scores, score_thr)
+    sig = np.asarray(sigmas, dtype=np.float64)
+    if len(sig) != preds.num_keypoints:
+        raise ValueError(f"sigmas: {len(sig)} values for {preds.num_keypoints} keypoints")
+    selected = []
+    for idx in _group_by_image(preds.image_ids):
+        if nms:
+            keep = oks_nms(preds.keypoints[idx], scores[idx], preds.areas[idx], sig, nms_thr)
+            selected.append(idx[keep])
+        else:
+            selected.append(idx)
+    sel = np.concatenate(selected) if selected else np.zeros(0, np.int64)
+    return sel, scores[sel]
+
+
+def to_coco_results(preds: RawPredictions, selected: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """COCO keypoint results (``loadRes`` input) for the selected predictions."""
+    kps = np.concatenate([preds.keypoints[selected], preds.keypoint_scores[selected][..., None]],
+                         axis=-1).reshape(len(selected), -1)
+    rows = kps.tolist()
+    out = []
+    for j, i in enumerate(selected.tolist()):
+        r = {
+            "image_id": int(preds.image_ids[i]),
+            "category_id": int(preds.category_ids[i]),
+            "keypoints": rows[j],
+            "score": float(scores[j]),
+        }
+        if preds.bboxes is not None:
+            r["bbox"] = preds.bboxes[i].tolist()
+        out.append(r)
+    return out
+

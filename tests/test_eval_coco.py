@@ -1,0 +1,219 @@
+"""Evaluation: rescoring, OKS, OKS-NMS, COCO/CrowdPose metrics, equality with mmpose's CocoMetric,
+`evaluate-predictions`."""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.data import COCO_META, CROWDPOSE_META, CocoKeypoints, get_meta
+from harness.data.transforms import bbox_xywh_to_cs
+from harness.eval import CROWD_METRIC_NAMES, METRIC_NAMES, RawPredictions, evaluate, oks_matrix, oks_nms, rescore
+from harness.eval.postprocess import postprocess
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+REF = Path(__file__).resolve().parent / "data" / "mmpose_ref"
+SETS = {
+    "coco-samples": ("coco", DATA / "coco-samples" / "test_coco.json"),
+    "coco-mini": ("coco", DATA / "coco-mini" / "annotations" / "person_keypoints_val2017.json"),
+    "ochuman": ("ochuman", DATA / "ochuman-samples" / "test_ochuman.json"),
+    "crowdpose": ("crowdpose", DATA / "crowdpose-samples" / "test_crowdpose.json"),
+}
+
+
+def gt_predictions(name: str, ann: Path) -> list[dict]:
+    coco = CocoKeypoints(ann, ann.parent, get_meta(name))
+    out = []
+    for inst in coco.gt_instances():
+        _, s = bbox_xywh_to_cs(inst.bbox[None], 0.75)
+        out.append(dict(image_id=inst.image_id, category_id=1, bbox=inst.bbox.tolist(), bbox_score=1.0,
+                        area=float(np.prod(s)), keypoints=inst.keypoints.tolist(),
+                        keypoint_scores=inst.visible.tolist()))
+    return out
+
+
+# ----------------------------------------------------------------------------- building blocks
+def test_rescore():
+    ks = np.array([[0.1, 0.3, 0.5], [0.1, 0.2, 0.0], [0.9, 0.9, 0.9]])
+    assert np.allclose(rescore(ks, np.array([0.5, 1.0, 2.0])), [0.5 * 0.4, 0.0, 1.8])
+
+
+def test_oks_matrix_against_formula():
+    rng = np.random.default_rng(0)
+    kps = rng.uniform(0, 100, (4, 17, 2))
+    areas = rng.uniform(100, 5000, 4)
+    sig = COCO_META.sigmas_array
+    m = oks_matrix(kps, areas, sig)
+    i, j = 1, 3
+    d2 = ((kps[i] - kps[j]) ** 2).sum(-1)
+    expect = np.mean(np.exp(-d2 / (2 * ((areas[i] + areas[j]) / 2 + np.spacing(1)) * (2 * sig) ** 2)))
+    assert m[i, j] == pytest.approx(expect, rel=1e-6) and m[j, i] == m[i, j]
+    assert np.allclose(np.diag(m), 1.0)
+
+
+def test_oks_nms_removes_duplicates_keeps_distinct():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 50, (17, 2))
+    b = a + 200  # a different person
+    kps = np.stack([a, a + 0.5, b, a + 0.1, b + 0.2])
+    scores = np.array([0.9, 0.95, 0.5, 0.3, 0.6])
+    keep = oks_nms(kps, scores, np.full(5, 2000.0), COCO_META.sigmas_array, 0.9)
+    assert keep.tolist() == [1, 4]  # best of each cluster, in descending score order
+    assert oks_nms(kps, scores, np.full(5, 2000.0), COCO_META.sigmas_array, 1.0).tolist() == [1, 0, 4, 2, 3]
+
+
+def test_postprocess_groups_images_in_first_appearance_order():
+    n = 6
+    raw = RawPredictions(image_ids=np.array([7, 3, 7, 3, 9, 7]), category_ids=np.ones(n, np.int64),
+                         keypoints=np.random.default_rng(0).uniform(0, 500, (n, 17, 2)).astype(np.float32),
+                         keypoint_scores=np.full((n, 17), 0.5, np.float32),
+                         bbox_scores=np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), areas=np.full(n, 1e4))
+    sel, scores = postprocess(raw, COCO_META.sigmas_array)
+    assert sel.tolist() == [5, 2, 0, 3, 1, 4]
+    assert np.allclose(scores, raw.bbox_scores[sel] * 0.5)
+
+
+# ----------------------------------------------------------------------------- metrics on the samples
+@pytest.mark.parametrize("key", list(SETS))
+def test_gt_predictions_give_ap_one(key):
+    name, ann = SETS[key]
+    m = evaluate(gt_predictions(name, ann), ann, get_meta(name))
+    names = CROWD_METRIC_NAMES if name == "crowdpose" else METRIC_NAMES
+    assert list(m) == list(names)
+    assert m["AP"] == pytest.approx(1.0) and m["AR"] == pytest.approx(1.0) and m["AP .75"] == pytest.approx(1.0)
+
+
+def test_perturbed_predictions_lower_ap_and_duplicates_removed(tmp_path):
+    name, ann = SETS["coco-mini"]
+    preds = gt_predictions(name, ann)
+    rng = np.random.default_rng(0)
+    noisy = copy.deepcopy(preds)
+    for p in noisy:
+        k = np.asarray(p["keypoints"])
+        p["keypoints"] = (k + rng.normal(0, 0.05 * np.sqrt(p["area"]) / 1.25, k.shape)).tolist()
+    ap_noisy = evaluate(noisy, ann, COCO_META)["AP"]
+    assert 0.0 < ap_noisy < 0.9
+    # near-duplicates of every person with lower scores: OKS-NMS removes them -> AP back to 1
+    dups = copy.deepcopy(preds)
+    for p in dups:
+        p["keypoints"] = (np.asarray(p["keypoints"]) + 1.0).tolist()
+        p["bbox_score"] = 0.5
+    both = preds + dups
+    m = evaluate(both, ann, COCO_META, outfile_prefix=tmp_path / "run")
+    assert m["AP"] == pytest.approx(1.0)
+    results = json.loads((tmp_path / "run.keypoints.json").read_text())
+    assert len(results) == len(preds)  # every duplicate suppressed
+    assert json.loads((tmp_path / "run.metrics.json").read_text()) == m
+    # without post-processing the duplicates are false positives at high recall ... AR unchanged
+    m_raw = evaluate(both, ann, COCO_META, postprocess=False)
+    assert m_raw["AR"] == pytest.approx(1.0) and m_raw["AP"] <= 1.0
+
+
+def test_equal_to_mmpose_cocometric():
+    """Numbers mmpose 1.3.2's CocoMetric produced on the same raw prediction files."""
+    ref = json.loads((REF / "expected.json").read_text())["expected"]
+    assert len(ref) == 13
+    worst = 0.0
+    for fname, exp in ref.items():
+        preds = json.loads((REF / fname).read_text())
+        ann = SHARED / exp["ann"]
+        for mode in ("oks_nms", "none"):
+            ours = evaluate(preds, ann, get_meta(exp["dataset"]), postprocess=(mode == "oks_nms"))
+            assert list(ours) == list(exp[mode]), fname
+            diff = max(abs(ours[k] - exp[mode][k]) for k in ours)
+            worst = max(worst, diff)
+            assert diff < 1e-4, (fname, mode, ours, exp[mode])
+    assert worst < 1e-9  # in practice identical
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("mutate,match", [
+    (lambda p: p[0].pop("area"), r"predictions\[0\]: missing field 'area'"),
+    (lambda p: p[1].__setitem__("keypoints", p[1]["keypoints"][:14]), r"predictions\[1\] .*has 14 keypoints"),
+    (lambda p: p[0].__setitem__("image_id", 123456789), "1 image ids not in"),
+    (lambda p: p[0].__setitem__("keypoints", [[1.0]] * 17), r"'keypoints' must be \[\[x, y\]"),
+    (lambda p: p[2].__setitem__("bbox_score", float("nan")), "non-finite value in prediction 2"),
+    (lambda p: p.clear(), "no predictions"),
+])
+def test_bad_predictions_are_named(mutate, match):
+    name, ann = SETS["coco-samples"]
+    preds = gt_predictions(name, ann)
+    mutate(preds)
+    with pytest.raises(ValueError, match=match):
+        evaluate(preds, ann, COCO_META)
+
+
+def test_wrong_dataset_for_predictions():
+    name, ann = SETS["coco-samples"]
+    with pytest.raises(ValueError, match="expected 14"):
+        evaluate(gt_predictions(name, ann), SETS["crowdpose"][1], CROWDPOSE_META)
+
+
+def test_missing_annotation_file(tmp_path):
+    name, ann = SETS["coco-samples"]
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        evaluate(gt_predictions(name, ann), tmp_path / "nope.json", COCO_META)
+
+
+# ----------------------------------------------------------------------------- speed
+def test_oks_nms_100k_predictions_is_fast():
+    from harness.bench_data import synthetic_raw_predictions
+
+    raw = synthetic_raw_predictions(num_images=5000, per_image=20)
+    t = time.perf_counter()
+    sel, _ = postprocess(raw, COCO_META.sigmas_array)
+    dt = time.perf_counter() - t
+    assert len(raw) == 100_000 and 5000 <= len(sel) < 100_000
+    assert dt < 30, f"rescoring + OKS-NMS of 100k predictions took {dt:.1f} s"
+
+
+# ----------------------------------------------------------------------------- CLI
+def _cli(argv: list[str]) -> int:
+    from harness.commands import evaluate_predictions
+
+    parser = argparse.ArgumentParser()
+    evaluate_predictions.add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_evaluate_predictions(tmp_path, capsys):
+    ref = json.loads((REF / "expected.json").read_text())["expected"]
+    exp = ref["crowdpose__noise0.02.json"]
+    out = tmp_path / "m.json"
+    rc = _cli(["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds",
+               str(REF / "crowdpose__noise0.02.json"), "--dataset", "crowdpose", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| AP | AP .5 | AP .75 | AR | AR .5 | AR .75 | AP(E) | AP(M) | AP(H) |" in text
+    got = json.loads(out.read_text())
+    assert all(abs(got[k] - exp["oks_nms"][k]) < 1e-4 for k in got)
+    rc = _cli(["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds",
+               str(REF / "crowdpose__noise0.02.json"), "--dataset", "crowdpose", "--no-postprocess",
+               "--json", str(out)])
+    assert rc == 0 and json.loads(out.read_text())["AP"] == pytest.approx(exp["none"]["AP"], abs=1e-4)
+    # bad input: clear error, exit 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{\"image_id\": 1}]")
+    assert _cli(["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds", str(bad),
+                 "--dataset", "crowdpose"]) == 1
+    assert "missing field 'keypoints'" in capsys.readouterr().err
+    assert _cli(["evaluate-predictions", "--ann", str(tmp_path / "none.json"), "--preds", str(bad)]) == 1
+    assert "none.json" in capsys.readouterr().err
+
+
+def test_crowdpose_eval_needs_crowd_index(tmp_path):
+    name, ann = SETS["crowdpose"]
+    d = json.loads(ann.read_text())
+    for img in d["images"]:
+        img.pop("crowdIndex", None)
+    bad = tmp_path / "no_crowd_index.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="needs 'crowdIndex' on every image"):
+        evaluate(gt_predictions(name, ann), bad, CROWDPOSE_META)
