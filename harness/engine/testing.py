@@ -1,0 +1,78 @@
+"""Evaluate a trained or published checkpoint and write one result record per split."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness.config import Experiment, InitCfg
+from harness.engine import builders
+from harness.engine.checkpoint import CheckpointError, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def weights_from_file(path: str | os.PathLike) -> tuple[dict | str, str]:
+    """What to hand to ``load_weights``, and which weights they are.
+
+    Our training checkpoints are unpacked (the EMA weights when present: those are what validation
+    scored); any other file goes by path so ``load_weights`` detects its layout (mmpose, the HRNeXt
+    authors' release, backbone-only...).
+    """
+    path = builders.resolve_path(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--checkpoint: {path} does not exist")
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError:
+        return str(path), "file"  # not ours; load_weights reads it and names any problem
+    if "global_iter" not in ckpt:
+        return str(path), "file"
+    if ckpt.get("ema"):
+        return ckpt["ema"]["module"], "ema"
+    return ckpt["model"], "model"
+
+
+def load_for_eval(exp: Experiment, checkpoint: str | os.PathLike, device: torch.device) -> tuple[nn.Module, str]:
+    from harness import load_weights
+
+    # Build without the recipe's ImageNet init: every weight comes from the checkpoint.
+    model = builders.build_model(exp_without_init(exp))
+    weights, kind = weights_from_file(checkpoint)
+    report = load_weights(model, weights, strict=True)
+    log.info("loaded %s (%s weights): %s", checkpoint, kind, report.summary() if hasattr(report, "summary") else report)
+    return model.to(device).eval(), kind
+
+
+def exp_without_init(exp: Experiment) -> Experiment:
+    """``exp`` built bare: no ImageNet init (every weight comes from the checkpoint), no checkpointing."""
+    return dataclasses.replace(exp, init=InitCfg(pretrain="none"),
+                               train=dataclasses.replace(exp.train, grad_checkpoint=False))
+
+
+def run_test(exp: Experiment, checkpoint: str | os.PathLike, *, device: str | None = None,
+             results_root: str | os.PathLike = "results/runs", splits: tuple[str, ...] | None = None,
+             progress: bool = True, extra: dict | None = None) -> list[dict]:
+    """Evaluate ``checkpoint`` on every ``exp.eval.splits`` split; write and return the records.
+
+    Returns a list of ``{"split", "metrics", "record", "path"}``.
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, kind = load_for_eval(exp, checkpoint, dev)
+    gflops = builders.count_gflops(model, tuple(exp.data.input_size))
+    out = []
+    for split in splits or exp.eval.splits:
+        ds = builders.build_dataset(exp, split, train=False, eval_set=True)
+        metrics = builders.evaluate(model, ds, exp, device=dev, progress=progress)
+        rec = builders.make_record(exp, model=model, dataset_name=exp.eval.dataset, split=split,
+                                   boxes=exp.eval.boxes, metrics=metrics, checkpoint=str(checkpoint),
+                                   gflops=gflops, extra={"stage": "test", "weights": kind, **(extra or {})})
+        path = builders.write_record(rec, root=results_root)
+        log.info("%s %s/%s: %s -> %s", exp.model.name, exp.eval.dataset, split,
+                 ", ".join(f"{k}={float(v):.4f}" for k, v in metrics.items() if k in rec["metrics"]), path)
+        out.append({"split": split, "metrics": metrics, "record": rec, "path": path})
+    return out
