@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: venv test demo bench table-coco table-ochuman table-crowdpose figures ablation clean-venv help
+.PHONY: venv test demo bench profile table-coco table-ochuman table-crowdpose figures ablation clean-venv help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,12 @@ table-coco table-ochuman table-crowdpose: venv  ## comparison tables (reported +
 
 figures: venv  ## accuracy-vs-cost plots into results/figures
 	$(PY) -m harness figures
+
+bench: venv  ## side-by-side speed report into results/bench (QUICK=1: demo models; REFKIT=python of the reference venv)
+	$(PY) -m harness bench $(if $(QUICK),--quick,) $(if $(REFKIT),--refkit $(REFKIT),)
+
+profile: venv  ## params, GFLOPs (fvcore + paper convention), latency, memory: make profile MODEL=hrnext-s
+	$(PY) -m harness profile $(MODEL) $(PROFILE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

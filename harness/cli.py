@@ -18,6 +18,7 @@ COMMANDS = [
     "harness.commands.synth",
     "harness.commands.train",
     "harness.commands.report",
+    "harness.commands.profile", "harness.commands.bench",
 ]
 
 
