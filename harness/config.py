@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from harness.io import atomic_write_text
+
 __all__ = [
     "ConfigError",
     "ModelCfg",
@@ -531,7 +533,7 @@ def save_config(exp: Experiment, path: str | os.PathLike) -> Path:
     """Write ``exp`` (plus its hash) as JSON, atomically."""
     path = Path(path)
     payload = {"config": exp.to_dict(), "config_hash": config_hash(exp)}
-    _atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -544,16 +546,6 @@ def load_config(path: str | os.PathLike) -> Experiment:
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
     return Experiment.from_dict(payload.get("config", payload))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.io import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -252,20 +254,6 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_bench(s: BenchSettings, *, ref_python: str | None = None, data_root: str | None = None,
               out_dir: str | Path = REPO / "results" / "bench", progress: bool = True) -> dict:
     """Run the three sections and write ``report.md`` / ``report.json`` into ``out_dir``; returns the report."""
@@ -289,8 +277,8 @@ def run_bench(s: BenchSettings, *, ref_python: str | None = None, data_root: str
               "refkit": ref_python, "models": models, "data": data, "eval": ev,
               "seconds_total": time.perf_counter() - t0}
     out_dir = Path(out_dir)
-    _atomic_write(out_dir / "report.json", json.dumps(report, indent=2, default=float) + "\n")
-    _atomic_write(out_dir / "report.md", render_markdown(report))
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float) + "\n")
+    atomic_write_text(out_dir / "report.md", render_markdown(report))
     return report
 
 

@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +45,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
+
+from harness.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -628,35 +629,9 @@ def _detections(cfg: SynthConfig, index: int, image_id: int, people: Sequence[Sy
 _IMAGE_NAME = re.compile(r"^\d{12}\.jpg$")
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates 0600 files; give the final files the permissions a plain open() would have.
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory + os.replace: readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
     sep = (",", ":") if indent is None else (",", ": ")
-    _atomic_write_bytes(path, json.dumps(obj, indent=indent, separators=sep).encode())
+    atomic_write_bytes(path, json.dumps(obj, indent=indent, separators=sep).encode())
 
 
 def image_id_for(split: str, index: int) -> int:
@@ -672,7 +647,7 @@ def _make_sample(cfg: SynthConfig, root: str, split: str, index: int) -> dict[st
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {split} image {index}")
     file_name = f"{image_id:012d}.jpg"
-    _atomic_write_bytes(Path(root) / split / file_name, buf.tobytes())
+    atomic_write_bytes(Path(root) / split / file_name, buf.tobytes(), durable=False)
     anns = []
     for k, p in enumerate(sample.people):
         anns.append({
@@ -903,5 +878,5 @@ def write_preview(root: str | os.PathLike, out_path: str | os.PathLike, *, split
     ok, buf = cv2.imencode(".png", grid)
     if not ok:
         raise RuntimeError(f"PNG encoding failed for {out_path}")
-    _atomic_write_bytes(out_path, buf.tobytes())
+    atomic_write_bytes(out_path, buf.tobytes())
     return out_path

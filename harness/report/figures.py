@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from matplotlib.transforms import Bbox
 
+from harness.io import atomic_path
 from harness.results.schema import FAMILY_ORDER
 
 from .tables import as_frame
@@ -276,16 +276,10 @@ def _save(fig: Figure, stem: Path) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
         path = stem.with_suffix(f".{ext}")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             # TrueType (42) fonts in the PDF: journals reject Type 3; no creation date keeps reruns identical.
             with matplotlib.rc_context({"pdf.fonttype": 42}):
                 fig.savefig(tmp, format=ext, dpi=200, metadata={"CreationDate": None} if ext == "pdf" else None)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         out.append(path)
     return out
 

@@ -15,13 +15,14 @@ import json
 import logging
 import math
 import os
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
+
+from harness.io import atomic_write_text
 
 from .schema import (
     BOXES,
@@ -61,22 +62,6 @@ class ResultsError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------- write
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder + os.replace (never a torn file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_record(record: Mapping[str, Any], root: str | os.PathLike = "results/runs") -> Path:

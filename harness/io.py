@@ -1,0 +1,60 @@
+"""Atomic file writes: readers (and resumed runs) never see a half-written file.
+
+Everything the harness writes for later (checkpoints, result records, configs, tables, figures, dataset
+files) goes through these: the data is written to a temporary file in the target's folder, flushed to
+disk, and moved over the target with ``os.replace`` (atomic on POSIX); on any error the temporary file
+is removed and the target is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+# mkstemp creates 0600 files; give results and datasets the mode any newly created file would get.
+FILE_MODE = 0o666
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    ``durable`` fsyncs the data before the rename (skip it for bulk files of a regenerable cache).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if durable:  # make the bytes durable before the rename makes them visible
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
+    with atomic_path(path, durable) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, **dumps_kwargs) -> Path:
+    return atomic_write_text(path, json.dumps(obj, **dumps_kwargs) + ("\n" if dumps_kwargs.get("indent") else ""))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
