@@ -34,8 +34,12 @@ demo: venv  ## the main job on the built-in synthetic dataset (CPU, minutes)
 table-coco table-ochuman table-crowdpose: venv  ## comparison tables (reported + measured rows, live params/GFLOPs)
 	$(PY) -m harness table $(@:table-%=%)
 
-figures: venv  ## accuracy-vs-cost plots into results/figures
+figures: venv  ## accuracy-vs-cost plots and the qualitative comparison into results/figures
 	$(PY) -m harness figures
+	$(PY) -m harness visualize --out results/figures/qualitative.png
+
+ablation: venv  ## HRNeXt context-module ablation on the synthetic crowds (CPU, < 30 min) -> results/ablations/default
+	$(PY) -m harness ablate default $(if $(FORCE),--force,)
 
 bench: venv  ## side-by-side speed report into results/bench (QUICK=1: demo models; REFKIT=python of the reference venv)
 	$(PY) -m harness bench $(if $(QUICK),--quick,) $(if $(REFKIT),--refkit $(REFKIT),)

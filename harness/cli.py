@@ -14,11 +14,13 @@ import sys
 
 COMMANDS = [
     "harness.commands.models",
+    "harness.commands.demo", "harness.commands.visualize",
     "harness.commands.data", "harness.commands.evaluate_predictions",
     "harness.commands.synth",
     "harness.commands.train",
     "harness.commands.report",
     "harness.commands.profile", "harness.commands.bench",
+    "harness.commands.ablate",
 ]
 
 
