@@ -15,12 +15,7 @@ from harness.ablation import Ablation, AblationError, Variation, get_ablation, r
 from harness.data.synthetic import SynthConfig
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

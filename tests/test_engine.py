@@ -19,12 +19,7 @@ from harness.engine.trainer import build_optimizer
 import test_engine_support as support
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_exp(**extra):

@@ -16,15 +16,10 @@ import torch
 from harness.config import get_experiment
 from harness.engine import Trainer, load_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 COCO_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # oversubscribed OpenMP threads on a shared 2-core box are far slower
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.mark.slow

@@ -21,16 +21,11 @@ from harness import create_pose_model, load_weights
 from harness.ablation import get_ablation
 from reference_rule import expected_heatmaps, manifest, reference_input, reference_state_dict, rule_tensor
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 DEMO = "hrnext-demo"
 HW = (64, 64)  # branch resolutions 16, 8, 4, 2: no rounding in the analytic counts
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # ------------------------------------------------------------------------------------------ helpers

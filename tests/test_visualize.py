@@ -14,19 +14,14 @@ from harness.data.metainfo import COCO_META
 from harness.visualize import (HEADER_H, LEGEND_H, SIDE_COLORS, VisualizeError, _letterbox, draw_poses,
                                load_raw_predictions, make_comparison, predict_images)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 K = 17
 # A standing person in a 200x160 image (x, y per COCO keypoint).
 PERSON = np.array([[80, 30], [85, 25], [75, 25], [92, 28], [68, 28], [100, 55], [60, 55], [110, 85], [50, 85],
                    [115, 115], [45, 115], [92, 115], [68, 115], [95, 150], [65, 150], [97, 185], [63, 185]],
                   np.float32)
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def cli_main(argv: list[str]) -> int:
