@@ -134,6 +134,8 @@ class DataCfg:
     det_file: Optional[str] = field(default=None, metadata={"hash": False})
     det_score_thr: float = 0.0
     num_workers: int = field(default=2, metadata={"hash": False})
+    # Training augmentation strength: a preset of harness.data.transforms.AUGMENT_PRESETS.
+    augment: str = "standard"
 
     def __post_init__(self) -> None:
         for name in ("dataset", "train_split", "val_split"):
@@ -149,6 +151,7 @@ class DataCfg:
             _fail("data", "det_file", "is required when data.val_boxes='det'")
         _positive("data", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
         _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        _choice("data", "augment", self.augment, ("standard", "light", "flip-only"))
 
 
 @dataclass(frozen=True)

@@ -182,3 +182,15 @@ def test_save_load_round_trip(tmp_path):
     d["train"]["epochz"] = 3
     with pytest.raises(ConfigError, match=r"^train\.epochz: unknown key"):
         Experiment.from_dict(d)
+
+
+def test_augment_preset_is_typed_and_reaches_the_dataset(tmp_path):
+    from harness.data.transforms import AUGMENT_PRESETS
+    from harness.engine.builders import build_dataset
+
+    with pytest.raises(ConfigError, match=r"data\.augment: must be one of \['standard', 'light', 'flip-only'\]"):
+        get_experiment("coco-mini-hrnet", ["data.augment=heavy"])
+    exp = get_experiment("coco-mini-hrnet", ["data.augment=light"])
+    ds = build_dataset(exp, exp.data.train_split, train=True)
+    assert ds.augment == AUGMENT_PRESETS["light"] and ds.augment.rot_factor == 15.0
+    assert get_experiment("coco-mini-hrnet").data.augment == "standard"

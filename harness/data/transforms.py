@@ -88,6 +88,15 @@ class AugmentConfig:
             raise ValueError("AugmentConfig.half_body_min_kpts: must be >= 0")
 
 
+#: Named augmentation strengths (``DataCfg.augment``): the papers' settings, and gentler ones for short
+#: CPU runs (the demo), where heavy rotation/half-body crops slow early learning.
+AUGMENT_PRESETS: dict[str, AugmentConfig] = {
+    "standard": AugmentConfig(),
+    "light": AugmentConfig(half_body_prob=0.0, scale_factor=0.25, rot_factor=15.0, rot_prob=0.3),
+    "flip-only": AugmentConfig(half_body_prob=0.0, scale_factor=0.0, rot_factor=0.0, rot_prob=0.0),
+}
+
+
 def fix_aspect_ratio(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
     """Grow (w, h) so that w / h == aspect_ratio. scale: (..., 2) -> (..., 2)."""
     scale = np.asarray(scale, dtype=np.float64)

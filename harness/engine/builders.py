@@ -72,9 +72,12 @@ def build_dataset(exp: Experiment, split: str, *, train: bool, eval_set: bool = 
         name, root = exp.data.dataset, exp.data.root
         det_file = exp.data.det_file if (not train and exp.data.val_boxes == "det") else None
         thr = exp.data.det_score_thr
+    from harness.data.transforms import AUGMENT_PRESETS
+
     kwargs: dict[str, Any] = dict(input_size=tuple(exp.data.input_size), train=train,
                                   det_file=_det_path(det_file),
-                                  det_score_thr=thr, seed=exp.train.seed)
+                                  det_score_thr=thr, seed=exp.train.seed,
+                                  augment=AUGMENT_PRESETS[exp.data.augment])
     if "codec" in inspect.signature(_build).parameters:
         # The experiment's sigma (2 at 256x192, 3 at 384x288 in the papers) rather than the data
         # module's size-based default, so `--set data.sigma=...` ablations reach the targets.
