@@ -259,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
           f"rescoring + OKS-NMS {e['seconds_rescore_and_oks_nms']:.2f} s, parsing the RAW list "
           f"{e['seconds_parse_raw_list']:.2f} s, COCO results {e['seconds_to_coco_results']:.2f} s")
     if args.json:
-        from harness.eval.coco_eval import write_json_atomic
+        from harness.io import atomic_write_json
 
-        write_json_atomic(args.json, res, indent=2)
+        atomic_write_json(args.json, res, indent=2)
     return 0
 
 

@@ -36,7 +36,6 @@ import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +43,8 @@ from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
+
+from harness.io import atomic_write_json
 import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
@@ -674,17 +675,7 @@ def write_profile_record(static: ProfileStatic, runtime: dict | None = None, *, 
                         gflops_fvcore=static.gflops_fvcore, gflops_paper_convention=static.gflops_paper_convention,
                         convention=static.convention, latency=latency, hardware=machine, date=now_iso())
     path = record_path(static.model, static.input_hw, device, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(rec), f, indent=2, default=float)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, asdict(rec), indent=2, default=float)
     return path
 
 

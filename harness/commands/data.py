@@ -48,7 +48,7 @@ def _generic_splits(root: str) -> list[str]:
 def run_check(args: argparse.Namespace) -> int:
     from harness.data import resolve_meta
     from harness.data.layout import check_layout, resolve_layout
-    from harness.eval.coco_eval import write_json_atomic
+    from harness.io import atomic_write_json
 
     splits = args.split or DEFAULT_SPLITS.get(args.dataset) or _generic_splits(args.root)
     reports = []
@@ -86,5 +86,5 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"  where to get it: {rep.where_to_get}")
         ok = ok and rep.ok
     if args.json:
-        write_json_atomic(args.json, [r.to_dict() for r in reports], indent=2)
+        atomic_write_json(args.json, [r.to_dict() for r in reports], indent=2)
     return 0 if ok else 1

@@ -36,9 +36,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.data import resolve_meta
     from harness.data.coco import AnnotationError, load_json
-    from harness.eval.coco_eval import evaluate, format_metrics, write_json_atomic
-
+    from harness.eval.coco_eval import evaluate, format_metrics
     from harness.eval.postprocess import RawPredictions
+    from harness.io import atomic_write_json
 
     try:
         if not Path(args.ann).is_file():
@@ -58,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics(metrics, title))
     print(f"\n{len(preds)} raw predictions evaluated in {dt:.2f} s")
     if args.json:
-        write_json_atomic(args.json, metrics, indent=2)
+        atomic_write_json(args.json, metrics, indent=2)
         print(f"metrics written to {args.json}")
     return 0

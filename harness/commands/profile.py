@@ -119,8 +119,8 @@ def run(args) -> int:
         path = prof.write_profile_record(st, rt, device=args.device)
         print(f"\nsaved {path}")
     if args.json:
-        from harness.eval.coco_eval import write_json_atomic
+        from harness.io import atomic_write_json
 
-        write_json_atomic(args.json, json.loads(json.dumps(out, default=float)), indent=2)
+        atomic_write_json(args.json, json.loads(json.dumps(out, default=float)), indent=2)
         print(f"wrote {args.json}")
     return 0

@@ -13,39 +13,22 @@ import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from harness.data.metainfo import DatasetMeta
+from harness.io import atomic_write_json
 from harness.eval.postprocess import RawPredictions, to_coco_results
 from harness.eval.postprocess import postprocess as rescore_and_nms
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "METRIC_NAMES", "CROWD_METRIC_NAMES", "format_metrics", "write_json_atomic",
-           "load_coco_gt"]
+__all__ = ["evaluate", "METRIC_NAMES", "CROWD_METRIC_NAMES", "format_metrics", "load_coco_gt"]
 
 METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 CROWD_METRIC_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
-
-
-def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> Path:
-    """Write JSON to a temp file in the same directory, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def load_coco_gt(ann_file: str | Path):
@@ -107,7 +90,7 @@ def evaluate(
     sel, scores = rescore_and_nms(raw, meta.sigmas_array, score_thr=score_thr, nms=do_nms, nms_thr=nms_thr)
     results = to_coco_results(raw, sel, scores)
     if outfile_prefix is not None:
-        write_json_atomic(f"{outfile_prefix}.keypoints.json", results)
+        atomic_write_json(f"{outfile_prefix}.keypoints.json", results)
     if meta.iou_type == "keypoints_crowd":
         missing = [i for i in gt.getImgIds() if "crowdIndex" not in gt.imgs[i]]
         if missing:
@@ -124,7 +107,7 @@ def evaluate(
     names = CROWD_METRIC_NAMES if meta.iou_type == "keypoints_crowd" else METRIC_NAMES
     metrics = {n: float(v) for n, v in zip(names, ev.stats)}
     if outfile_prefix is not None:
-        write_json_atomic(f"{outfile_prefix}.metrics.json", metrics, indent=2)
+        atomic_write_json(f"{outfile_prefix}.metrics.json", metrics, indent=2)
     log.info("evaluated %d predictions -> %d results on %s: AP %.4f", len(raw), len(results),
              Path(ann_file).name, metrics["AP"])
     return metrics
