@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
 from .hrformer import HRFormerBlock
-from .layers import BasicBlock, drop_path_or_identity, make_norm
+from .layers import BasicBlock, SameConv2d, drop_path_or_identity, make_norm
 from .registry import register_family
 from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 
@@ -132,8 +132,7 @@ class SpatialGate(nn.Module):
         self.names = []
         for i, (k, d) in enumerate(convs):
             name = {0: "dw", 1: "dwd"}.get(i, f"dw{i}")  # the reference's names for the default pair
-            self.add_module(name, nn.Conv2d(dim, dim, k, padding=d * (k - 1) // 2, dilation=d, groups=dim,
-                                            bias=False))
+            self.add_module(name, SameConv2d(dim, dim, k, dilation=d, groups=dim))
             self.add_module(f"norm{i + 1}", make_norm(norm, dim))
             self.names.append((name, f"norm{i + 1}"))
         self.pw = nn.Conv2d(dim, dim, 1, bias=False)

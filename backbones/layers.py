@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import DropPath
 
 NORM_LAYERS: dict[str, type[nn.Module]] = {
@@ -63,6 +64,33 @@ def dw_sep_norm(in_ch: int, out_ch: int, *, stride: int = 2, norm: str = "bn",
     if act is not None:
         layers.append(make_act(act))
     return nn.Sequential(*layers)
+
+
+class SameConv2d(nn.Conv2d):
+    """Stride-1 "same" conv (padding ``dilation * (k - 1) / 2``) that skips the taps which only ever see
+    the zero padding.
+
+    A tap at offset ``o = (i - k // 2) * dilation`` touches the input only if ``|o| < size``; on maps
+    smaller than the kernel's reach (HRNeXt's 7x7 dilation-3 gate on the 1/16 and 1/32 branches: 8x6 and
+    4x3 at a 128x96 input) the other taps multiply zeros.  Slicing them off gives the same output and the
+    same gradients (the skipped taps' are exactly 0) at a fraction of the cost: 3-4x faster fwd+bwd there
+    on a CPU.  The parameter keeps its full shape, so state dicts are unchanged.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, *, dilation: int = 1, groups: int = 1,
+                 bias: bool = False):
+        if kernel_size % 2 == 0:
+            raise ValueError(f"SameConv2d: kernel_size={kernel_size} must be odd")
+        super().__init__(in_ch, out_ch, kernel_size, padding=dilation * (kernel_size - 1) // 2,
+                         dilation=dilation, groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, d = self.kernel_size[0] // 2, self.dilation[0]
+        mh, mw = min(r, (x.shape[-2] - 1) // d), min(r, (x.shape[-1] - 1) // d)
+        if mh == r and mw == r:
+            return super().forward(x)
+        w = self.weight[:, :, r - mh:r + mh + 1, r - mw:r + mw + 1]
+        return F.conv2d(x, w, self.bias, padding=(mh * d, mw * d), dilation=d, groups=self.groups)
 
 
 def drop_path_or_identity(rate: float) -> nn.Module:

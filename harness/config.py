@@ -203,9 +203,14 @@ class SchedCfg:
     milestones: tuple = (170, 200)  # epochs, multistep only
     gamma: float = 0.1
     min_lr_ratio: float = 0.01  # cosine only
+    # True: the main schedule moves once per epoch (mmcv's by_epoch, the papers' recipes); False: every
+    # iteration, over the whole run (``train.max_iters`` when set), which short runs need.
+    by_epoch: bool = True
 
     def __post_init__(self) -> None:
         _choice("sched", "name", self.name, typing.get_args(SchedName))
+        if not isinstance(self.by_epoch, bool):
+            _fail("sched", "by_epoch", f"must be true or false, got {self.by_epoch!r}")
         _positive("sched", "warmup_iters", self.warmup_iters, allow_zero=True)
         if not (isinstance(self.warmup_ratio, (int, float)) and 0 < self.warmup_ratio <= 1):
             _fail("sched", "warmup_ratio", f"must be in (0, 1], got {self.warmup_ratio!r}")

@@ -134,3 +134,24 @@ def test_torch_compile(name):
         ref = model(x)
         out = torch.compile(model)(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(4, 3), (8, 6), (16, 12), (1, 1), (2, 20)])
+def test_same_conv_skips_padding_only_taps_exactly(hw):
+    # HRNeXt's 7x7 dilation-3 gate on small maps: cropping the taps that only see zeros changes nothing.
+    from backbones.layers import SameConv2d
+
+    torch.manual_seed(0)
+    conv = SameConv2d(6, 6, 7, dilation=3, groups=6)
+    x = torch.randn(2, 6, *hw, requires_grad=True)
+    y = conv(x)
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, conv.weight), g)
+    ref = torch.nn.functional.conv2d(x, conv.weight, None, padding=9, dilation=3, groups=6)
+    rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
+    assert y.shape == ref.shape == x.shape
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gw, rw, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
+        SameConv2d(6, 6, 4)

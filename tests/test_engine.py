@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -63,6 +65,23 @@ def test_lr_factor_warmup_cosine_and_multistep():
     assert lr_factor(paper, 169 * 10 + 9, 10) == pytest.approx(1.0)
     assert lr_factor(paper, 170 * 10, 10) == pytest.approx(0.1)
     assert lr_factor(paper, 200 * 10, 10) == pytest.approx(0.01)
+
+
+def test_lr_factor_cosine_per_iteration():
+    # by_epoch=False: the cosine moves every iteration over the whole run (max_iters when it is shorter).
+    exp = get_experiment("demo-hrnet", {"sched.by_epoch": False, "sched.warmup_iters": 0, "train.epochs": 4,
+                                        "sched.min_lr_ratio": 0.1})
+    assert lr_factor(exp, 0, 100) == pytest.approx(1.0)
+    assert lr_factor(exp, 50, 100) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 50 / 400)))
+    assert lr_factor(exp, 200, 100) == pytest.approx(0.55)
+    assert lr_factor(exp, 400, 100) == pytest.approx(0.1)
+    by_epoch = dataclasses.replace(exp, sched=dataclasses.replace(exp.sched, by_epoch=True))
+    assert lr_factor(by_epoch, 50, 100) == pytest.approx(1.0)  # still epoch 0
+    short = get_experiment("demo-hrnet", {"sched.by_epoch": False, "sched.warmup_iters": 0, "train.epochs": 4,
+                                          "train.max_iters": 100, "sched.min_lr_ratio": 0.1})
+    assert lr_factor(short, 50, 100) == pytest.approx(0.55)
+    with pytest.raises(ConfigError, match="sched.by_epoch"):
+        get_experiment("demo-hrnet", {"sched.by_epoch": "sometimes"})
 
 
 def test_optimizer_groups_exempt_relative_position_bias_from_decay():

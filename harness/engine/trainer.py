@@ -95,13 +95,21 @@ def lr_factor(exp: Experiment, it: int, iters_per_epoch: int) -> float:
     """Multiplier on the base lr at global iteration ``it`` (0-based).
 
     Linear warm-up per iteration (mmcv/mmengine semantics: factor rises from ``warmup_ratio`` to 1
-    over ``warmup_iters``) times a per-epoch main schedule: cosine from 1 to ``min_lr_ratio`` over
-    ``train.epochs`` (mmcv ``CosineAnnealing`` by epoch) or x``gamma`` at each milestone epoch.
+    over ``warmup_iters``) times the main schedule: cosine from 1 to ``min_lr_ratio`` over
+    ``train.epochs`` (mmcv ``CosineAnnealing``) or x``gamma`` at each milestone epoch.  With
+    ``sched.by_epoch`` (the default) the cosine moves once per epoch; without, every iteration over the
+    whole run (``train.max_iters`` when set, else ``train.epochs`` epochs).
     """
     s = exp.sched
     epoch = it // max(iters_per_epoch, 1)
     if s.name == "cosine":
-        progress = min(epoch / exp.train.epochs, 1.0)
+        if s.by_epoch:
+            progress = min(epoch / exp.train.epochs, 1.0)
+        else:
+            total = exp.train.epochs * max(iters_per_epoch, 1)
+            if exp.train.max_iters:
+                total = min(total, exp.train.max_iters)
+            progress = min(it / total, 1.0)
         main = s.min_lr_ratio + (1.0 - s.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     elif s.name == "multistep":
         main = s.gamma ** sum(epoch >= m for m in s.milestones)
