@@ -136,6 +136,10 @@ class DataCfg:
     num_workers: int = field(default=2, metadata={"hash": False})
     # Training augmentation strength: a preset of harness.data.transforms.AUGMENT_PRESETS.
     augment: str = "standard"
+    # Heatmap encoding/decoding: "msra" (Gaussian at the integer location, quarter-offset decoding; the
+    # three papers), "dark" (unbiased Gaussian + DARK's Taylor refinement, Zhang et al. 2020) or "udp"
+    # (UDP's unbiased warp and coding, Huang et al. 2020).
+    codec: str = "msra"
 
     def __post_init__(self) -> None:
         for name in ("dataset", "train_split", "val_split"):
@@ -152,6 +156,7 @@ class DataCfg:
         _positive("data", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
         _positive("data", "num_workers", self.num_workers, allow_zero=True)
         _choice("data", "augment", self.augment, ("standard", "light", "flip-only"))
+        _choice("data", "codec", self.codec, ("msra", "dark", "udp"))
 
 
 @dataclass(frozen=True)

@@ -194,3 +194,16 @@ def test_augment_preset_is_typed_and_reaches_the_dataset(tmp_path):
     ds = build_dataset(exp, exp.data.train_split, train=True)
     assert ds.augment == AUGMENT_PRESETS["light"] and ds.augment.rot_factor == 15.0
     assert get_experiment("coco-mini-hrnet").data.augment == "standard"
+
+
+def test_codec_choice_is_typed_and_reaches_the_dataset():
+    from harness.engine.builders import build_dataset
+
+    with pytest.raises(ConfigError, match=r"data\.codec: must be one of \['msra', 'dark', 'udp'\]"):
+        get_experiment("coco-mini-hrnet", ["data.codec=simcc"])
+    assert get_experiment("coco-mini-hrnet").data.codec == "msra"  # the papers' codec stays the default
+    for name, dark, udp in (("msra", False, False), ("dark", True, False), ("udp", False, True)):
+        exp = get_experiment("coco-mini-hrnet", [f"data.codec={name}", "data.sigma=1.5"])
+        ds = build_dataset(exp, exp.data.val_split, train=False)
+        assert (ds.codec.dark, ds.codec.udp, ds.codec.sigma) == (dark, udp, 1.5)
+        assert ds.use_udp == udp  # UDP also changes the crop warp

@@ -86,7 +86,8 @@ def build_dataset(exp: Experiment, split: str, *, train: bool, eval_set: bool = 
         h, w = exp.data.input_size
         sigma = float(exp.data.sigma)
         kwargs["codec"] = HeatmapCodec(input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=sigma,
-                                       blur_kernel_size=11 if sigma <= 2 else 17)
+                                       blur_kernel_size=11 if sigma <= 2 else 17,
+                                       dark=exp.data.codec == "dark", udp=exp.data.codec == "udp")
     return _build(name, str(resolve_path(root)), split, **kwargs)
 
 
