@@ -39,7 +39,7 @@ figures: venv  ## accuracy-vs-cost plots and the qualitative comparison into res
 	$(PY) -m harness visualize --out results/figures/qualitative.png
 
 ablation: venv  ## HRNeXt context-module ablation on the synthetic crowds (CPU, < 30 min) -> results/ablations/default
-	$(PY) -m harness ablate default $(if $(FORCE),--force,)
+	$(PY) -m harness ablate default --jobs 0 $(if $(FORCE),--force,)
 
 bench: venv  ## side-by-side speed report into results/bench (QUICK=1: demo models; REFKIT=python of the reference venv)
 	$(PY) -m harness bench $(if $(QUICK),--quick,) $(if $(REFKIT),--refkit $(REFKIT),)

@@ -459,19 +459,22 @@ class AblationResult:
     files: list[Path]
     trained: int  # cells trained (or resumed) by this call
     skipped: int  # cells found finished
-    cpu_s: float  # CPU seconds of this call (all threads of this process), data generation included
+    cpu_s: float  # CPU seconds of this call (this process and its workers), data generation included
     wall_s: float
 
 
 def run_ablation(name: str | Ablation, *, seeds: tuple[int, ...] | None = None, force: bool = False,
                  out_dir: str | os.PathLike = "results/ablations",
                  work_root: str | os.PathLike = "work_dirs/ablations", device: str | None = None,
-                 progress: bool = True, report_only: bool = False, threads: int | None = None) -> AblationResult:
+                 progress: bool = True, report_only: bool = False, threads: int | None = None,
+                 jobs: int = 1) -> AblationResult:
     """Run every cell of ablation ``name`` (skipping finished ones) and write its table, plot and JSON.
 
     ``report_only`` trains nothing: it tabulates the finished cells (an error if the baseline has none).
     ``threads`` sets torch's intra-op CPU threads for the run (restored afterwards); on a CPU shared
     with other jobs one thread is several times faster than OpenMP threads contending for cores.
+    ``jobs`` > 1 trains that many cells side by side in worker processes (0 = one per CPU core), each
+    with cores/jobs threads (:mod:`harness.parallel`); training throughput is then reported per CPU-second.
     """
     import torch
     from tqdm import tqdm
@@ -483,26 +486,52 @@ def run_ablation(name: str | Ablation, *, seeds: tuple[int, ...] | None = None, 
         torch.set_num_threads(threads)
     try:
         return _run_ablation(name, seeds=seeds, force=force, out_dir=out_dir, work_root=work_root, device=device,
-                             progress=progress, report_only=report_only, tqdm=tqdm)
+                             progress=progress, report_only=report_only, tqdm=tqdm, jobs=jobs)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _run_ablation(name, *, seeds, force, out_dir, work_root, device, progress, report_only, tqdm) -> AblationResult:
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
+def _run_cell_job(job: tuple) -> dict:
+    cell, work_root, device, force, progress = job
+    return run_cell(cell, work_root, device=device, force=force, progress=progress)
+
+
+def _run_ablation(name, *, seeds, force, out_dir, work_root, device, progress, report_only, tqdm,
+                  jobs=1) -> AblationResult:
     abl = name if isinstance(name, Ablation) else get_ablation(name)
     cells = abl.cells(seeds)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     if abl.synthetic is not None and not report_only:
         from harness.data.synthetic import ensure_synthetic
         from harness.engine.builders import resolve_path
 
         # The same resolution the engine applies to data.root (working directory, else repo root).
         ensure_synthetic(resolve_path(abl.experiment().data.root), abl.synthetic, progress=progress)
+    from harness.parallel import resolve_jobs, run_jobs
+
+    todo = [] if report_only else [c for c in cells if force or read_marker(c.work_dir(work_root), c) is None]
+    done: dict[int, dict] = {}
+    if todo and resolve_jobs(jobs, len(todo))[0] > 1:
+        workers, threads = resolve_jobs(jobs, len(todo))
+        log.info("ablation %s: %d cell(s) to train, %d side by side (%d thread(s) each)", abl.name, len(todo),
+                 workers, threads)
+        out = run_jobs(_run_cell_job, [(c, str(work_root), device, force, progress) for c in todo], jobs=workers,
+                       names=[f"{c.variation}/s{c.seed}" for c in todo])
+        done = {id(c): m for c, m in zip(todo, out)}
     rows, trained, skipped = [], 0, 0
-    bar = tqdm(cells, desc=f"ablation {abl.name}", unit="cell", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(cells, desc=f"ablation {abl.name}", unit="cell", disable=not progress or bool(done),
+               dynamic_ncols=True)
     for cell in bar:
         bar.set_postfix(cell=f"{cell.variation}/s{cell.seed}")
-        if report_only:
+        if id(cell) in done:
+            m = done[id(cell)]
+        elif report_only:
             m = read_marker(cell.work_dir(work_root), cell)
             if m is None:
                 log.warning("%s/%s seed %d: not finished; left out of the report", abl.name, cell.variation,
@@ -526,7 +555,7 @@ def _run_ablation(name, *, seeds, force, out_dir, work_root, device, progress, r
         raise AblationError(f"ablation {abl.name!r}: no finished baseline cell under {work_root}; run it first")
     table = aggregate(abl, cells_df)
     out = Path(out_dir) / abl.name
-    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    cpu_s, wall_s = _cpu_seconds() - cpu0, time.perf_counter() - wall0
     files = write_outputs(abl, cells_df, table, out, run_info={
         "trained": trained, "skipped": skipped, "cpu_s": cpu_s, "wall_s": wall_s,
         "seeds": sorted({int(s) for s in cells_df["seed"]})})

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 __all__ = ["DemoConfig", "DemoError", "run_demo", "FAMILIES", "DEMO_VERSION"]
 
 FAMILIES = ("hrnet", "hrformer", "hrnext")
+#: Families by training cost per iteration on a CPU, most expensive first (the order jobs are handed out).
+COST_ORDER = ("hrnext", "hrformer", "hrnet")
 #: Bump when what a finished family's marker means changes (evaluation protocol, table fields).
 DEMO_VERSION = 1
 MARKER = "demo_result.json"
@@ -87,6 +89,9 @@ class DemoConfig:
     flip_test: bool = True
     eval_batch_size: int = 32
     families: tuple = FAMILIES
+    # Families trained side by side, one process each (0 = one per CPU core; 1 = one after another in
+    # this process).  Latency is always measured afterwards, one model at a time.
+    jobs: int = 0
     latency_runs: int = 20
     force: bool = False
     smoke: bool = False  # informational: set by DemoConfig.smoke_preset()
@@ -100,7 +105,7 @@ class DemoConfig:
         for name in ("synth_train", "synth_val", "synth_occluded", "epochs", "batch_size", "eval_batch_size",
                      "latency_runs"):
             _pos_int(name, getattr(self, name))
-        for name in ("synth_seed", "max_iters", "warmup_iters", "seed"):
+        for name in ("synth_seed", "max_iters", "warmup_iters", "seed", "jobs"):
             _pos_int(name, getattr(self, name), zero=True)
         for name in ("synth_image_size", "input_size"):
             v = getattr(self, name)
@@ -260,14 +265,10 @@ def _untrained_metrics(exp, device, progress: bool) -> dict:
         return builders.evaluate(model, ds, exp, device=device, progress=progress)
 
 
-def _run_family(cfg: DemoConfig, family: str, results_root: Path) -> dict:
-    """Train (or reuse) and evaluate one family; return its marker dict."""
-    import torch
-
-    from harness.config import config_hash
-    from harness.engine import Trainer, builders, run_test
-    from harness.engine.checkpoint import LAST, find_resume
-    from harness.engine.testing import load_for_eval
+def _reusable(cfg: DemoConfig, family: str) -> dict | None:
+    """The finished family's marker if it can be reused; otherwise clear what cannot be resumed."""
+    from harness.config import config_hash, load_config
+    from harness.engine.checkpoint import find_resume
 
     exp = _experiment(cfg, family)
     wd = Path(exp.work_dir)
@@ -289,8 +290,6 @@ def _run_family(cfg: DemoConfig, family: str, results_root: Path) -> dict:
         log.info("%s: the finished run in %s used other settings; retraining", exp.name, wd)
         _clear_family(cfg, family, exp.model.name)
     elif (wd / "config.json").is_file():
-        from harness.config import load_config
-
         try:
             same = config_hash(load_config(wd / "config.json")) == config_hash(exp)
         except Exception:
@@ -300,8 +299,21 @@ def _run_family(cfg: DemoConfig, family: str, results_root: Path) -> dict:
             _clear_family(cfg, family, exp.model.name)
         elif find_resume(wd) is not None:
             log.info("%s: resuming the interrupted run in %s", exp.name, wd)
+    return None
 
-    device = torch.device("cpu")
+
+def _train_and_evaluate(job: tuple[DemoConfig, str, str]) -> dict:
+    """Train (or resume) one family and score it: val (det boxes), occluded (GT boxes), untrained val.
+
+    Module-level and fed plain data so that :func:`harness.parallel.run_jobs` can run it in a worker."""
+    cfg, family, results_root = job
+    import torch
+
+    from harness.engine import Trainer, run_test
+    from harness.engine.checkpoint import LAST
+
+    exp = _experiment(cfg, family)
+    wd = Path(exp.work_dir)
     t0 = time.perf_counter()
     trainer = Trainer(exp, work_dir=wd, resume="auto", device="cpu", progress=cfg.progress,
                       results_root=wd / "records")
@@ -316,29 +328,37 @@ def _run_family(cfg: DemoConfig, family: str, results_root: Path) -> dict:
                                                                 splits=("occluded",)))
     occ = run_test(occ_exp, ckpt, device="cpu", results_root=results_root, splits=("occluded",),
                    progress=cfg.progress, extra={"stage": "demo"})[0]
-    untrained = _untrained_metrics(exp, device, cfg.progress)
-    eval_s = time.perf_counter() - t1
-
-    model, _ = load_for_eval(exp, ckpt, device)
-    hw = tuple(exp.data.input_size)
-    params = builders.count_params(model)
-    gflops = _gflops(exp.model.name, model, hw)
-    latency = measure_latency(model, hw, cfg.latency_runs)
-    out = {
-        "key": key, "family": family, "model": exp.model.name, "experiment": exp.name,
-        "config_hash": config_hash(exp), "work_dir": str(wd), "checkpoint": str(ckpt),
-        "iterations": fit.global_iter, "sec_per_iter": fit.sec_per_iter, "train_seconds": train_s,
-        "eval_seconds": eval_s, "final_loss": fit.losses[-1] if fit.losses else None,
+    untrained = _untrained_metrics(exp, torch.device("cpu"), cfg.progress)
+    log.info("%s: AP val %.3f (untrained %.3f), AP occluded %.3f; %d iterations, %.2f s/iteration",
+             exp.name, val["metrics"].get("AP", float("nan")), untrained.get("AP", float("nan")),
+             occ["metrics"].get("AP", float("nan")), fit.global_iter, fit.sec_per_iter)
+    return {
+        "family": family, "model": exp.model.name, "experiment": exp.name, "work_dir": str(wd),
+        "checkpoint": str(ckpt), "iterations": fit.global_iter, "sec_per_iter": fit.sec_per_iter,
+        "torch_threads": torch.get_num_threads(), "train_seconds": train_s,
+        "eval_seconds": time.perf_counter() - t1, "final_loss": fit.losses[-1] if fit.losses else None,
         "val": {k: float(v) for k, v in val["metrics"].items()},
         "occluded": {k: float(v) for k, v in occ["metrics"].items()},
         "untrained_val": {k: float(v) for k, v in untrained.items()},
-        "params": int(params), "gflops": gflops, "latency_ms": latency, "input_size": list(hw),
         "records": [str(val["path"]), str(occ["path"])],
     }
-    atomic_write_text(marker, json.dumps(out, indent=2, sort_keys=True) + "\n")
-    log.info("%s: AP val %.3f (untrained %.3f), AP occluded %.3f; %d iterations, %.2f s/iteration",
-             exp.name, out["val"].get("AP", float("nan")), out["untrained_val"].get("AP", float("nan")),
-             out["occluded"].get("AP", float("nan")), fit.global_iter, fit.sec_per_iter)
+
+
+def _finish_family(cfg: DemoConfig, res: dict) -> dict:
+    """Costs of a freshly trained family (measured here, one model at a time) -> its marker on disk."""
+    import torch
+
+    from harness.config import config_hash
+    from harness.engine import builders
+    from harness.engine.testing import load_for_eval
+
+    exp = _experiment(cfg, res["family"])
+    model, _ = load_for_eval(exp, res["checkpoint"], torch.device("cpu"))
+    hw = tuple(exp.data.input_size)
+    out = {**res, "key": _eval_key(cfg, exp), "config_hash": config_hash(exp),
+           "params": int(builders.count_params(model)), "gflops": _gflops(exp.model.name, model, hw),
+           "latency_ms": measure_latency(model, hw, cfg.latency_runs), "input_size": list(hw)}
+    atomic_write_text(Path(exp.work_dir) / MARKER, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return {**out, "cached": False}
 
 
@@ -471,17 +491,37 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     ensure_synthetic(cfg.data_root, cfg.synth_config(), progress=cfg.progress)
     from tqdm import tqdm
 
-    results = []
-    # The outer bar counts families; the engine's training/inference bars open beneath it.
-    bar = tqdm(total=len(cfg.families), desc="demo", unit="family", disable=not cfg.progress, dynamic_ncols=True)
-    try:
-        for i, family in enumerate(cfg.families):
-            bar.set_postfix_str(family)
-            log.info("demo: [%d/%d] %s", i + 1, len(cfg.families), family)
-            results.append(_run_family(cfg, family, out / "runs"))
-            bar.update(1)
-    finally:
-        bar.close()
+    results: dict[str, dict] = {}
+    for family in cfg.families:
+        done = _reusable(cfg, family)
+        if done is not None:
+            results[family] = done
+    todo = [f for f in sorted(cfg.families, key=COST_ORDER.index) if f not in results]  # longest first
+    if todo:
+        from harness.parallel import resolve_jobs, run_jobs
+
+        workers, threads = resolve_jobs(cfg.jobs, len(todo))
+        log.info("demo: training %s (%s)", ", ".join(todo), "one after another" if workers == 1 else
+                 f"{workers} side by side, {threads} torch thread(s) each")
+        jobs = [(cfg, f, str(out / "runs")) for f in todo]
+        if workers == 1:
+            from tqdm import tqdm
+
+            # The outer bar counts families; the engine's training/inference bars open beneath it.
+            bar = tqdm(total=len(todo), desc="demo", unit="family", disable=not cfg.progress, dynamic_ncols=True)
+            trained = []
+            try:
+                for job in jobs:
+                    bar.set_postfix_str(job[1])
+                    trained.append(_train_and_evaluate(job))
+                    bar.update(1)
+            finally:
+                bar.close()
+        else:
+            trained = run_jobs(_train_and_evaluate, jobs, jobs=workers, names=todo)
+        for res in trained:
+            results[res["family"]] = _finish_family(cfg, res)
+    results = [results[f] for f in cfg.families]
 
     df = make_demo_table(results)
     md = table_markdown(df, cfg)

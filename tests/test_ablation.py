@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 
 import pandas as pd
@@ -80,6 +81,19 @@ def test_grid_trains_every_cell_and_writes_table_plot_json(tmp):
     cells = tiny(tmp).cells()
     assert sorted(c.work_dir(tmp / "work").name for c in cells) == dirs
     assert len({c.key for c in cells}) == 3
+
+
+def test_cells_side_by_side_give_the_same_numbers(tmp, monkeypatch):
+    # jobs=2: the cells train in two spawned single-threaded workers; results equal the one-by-one run's.
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    res = run_ablation(tiny(tmp), out_dir=tmp / "out-par", work_root=tmp / "work-par", progress=False, jobs=2)
+    assert (res.trained, res.skipped) == (3, 0)
+    seq = pd.read_csv(tmp / "out" / "tiny" / "table.csv")
+    par = pd.read_csv(tmp / "out-par" / "tiny" / "table.csv")
+    assert list(par["variation"]) == list(seq["variation"])
+    for col in ("AP", "val_loss", "final_train_loss", "dparams_M", "dGFLOPs"):
+        assert par[col].tolist() == pytest.approx(seq[col].tolist(), rel=1e-6, abs=1e-12), col
+    assert res.cpu_s > 0  # the workers' CPU time is counted
 
 
 def test_rerun_skips_finished_cells(tmp, monkeypatch):

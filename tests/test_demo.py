@@ -35,7 +35,7 @@ def _cfg(root, **kw) -> DemoConfig:
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     t0 = time.perf_counter()
-    res = run_demo(_cfg(root))
+    res = run_demo(_cfg(root, jobs=2))  # the families side by side in two worker processes
     return root, res, time.perf_counter() - t0
 
 

@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
                    help="cells train in WORK_ROOT/NAME/<variation>-s<seed>-<key> (default %(default)s)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy CPU)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells trained side by side, one process each with cores/jobs torch threads "
+                   "(0: one per CPU core; default %(default)s)")
     p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the finished cells")
     p.add_argument("--dry-run", action="store_true", help="print the cells, their switches and status, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -71,7 +74,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             return 0
         res = run_ablation(abl, seeds=seeds, force=args.force, out_dir=args.out_dir, work_root=args.work_root,
                            device=args.device, progress=not args.no_progress, report_only=args.report_only,
-                           threads=args.threads)
+                           threads=args.threads, jobs=args.jobs)
     except TrainingInterrupted as e:
         print(f"{e}\nfinished cells are kept; run the same command again to resume", file=sys.stderr)
         return 128 + int(e.signum)

@@ -23,10 +23,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-root", default=None, help="synthetic data folder (default data/synthetic)")
     p.add_argument("--work-dir", default=None, help="checkpoints and logs (default work_dirs/demo)")
     p.add_argument("--families", default=None, help="comma-separated subset of hrnet,hrformer,hrnext")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 7)")
+    from harness.demo import DemoConfig
+
+    d = DemoConfig()
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d.epochs})")
     p.add_argument("--max-iters", type=int, default=None, help="cap on iterations per family (default: none)")
-    p.add_argument("--train-images", type=int, default=None, help="synthetic training images (default 1000)")
-    p.add_argument("--input-size", default=None, metavar="HxW", help="network input (default 64x48)")
+    p.add_argument("--train-images", type=int, default=None,
+                   help=f"synthetic training images (default {d.synth_train})")
+    p.add_argument("--input-size", default=None, metavar="HxW",
+                   help=f"network input (default {d.input_size[0]}x{d.input_size[1]})")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="families trained side by side, one process each with cores/jobs torch threads "
+                   "(default 0: one per CPU core; 1: one after another)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -55,6 +63,8 @@ def _config(args: argparse.Namespace):
         except ValueError:
             raise ValueError(f"--input-size: expected HxW such as 128x96, got {args.input_size!r}") from None
         kw["input_size"] = (h, w)
+    if args.jobs is not None:
+        kw["jobs"] = args.jobs
     kw["force"] = bool(args.force)
     kw["progress"] = not args.no_progress
     return DemoConfig.smoke_preset(**kw) if args.smoke else DemoConfig(**kw)

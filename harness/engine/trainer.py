@@ -45,6 +45,7 @@ from harness.engine.dist import (DistInfo, ShardedBatchSampler, all_gather_objec
                                  cleanup, init_distributed)
 from harness.engine.ema import ModelEMA
 from harness.engine.loss import KeypointMSELoss
+from harness.parallel import bar_position
 from harness.results import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -425,7 +426,7 @@ class Trainer:
                      "(global batch %d)", exp.name, exp.model.name, exp.recipe, info.device.type,
                      info.world_size, self.iters_per_epoch, exp.train.epochs, self.total_iters, n_images)
             bar = tqdm(total=self.total_iters, initial=st.global_iter, disable=not self.progress,
-                       desc=exp.name, unit="it", dynamic_ncols=True)
+                       desc=exp.name, unit="it", dynamic_ncols=True, position=bar_position())
         window_loss, window_n, window_t0 = 0.0, 0, time.perf_counter()
         last_norm = float("nan")
         try:

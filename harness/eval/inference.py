@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from harness.data.codecs import flip_heatmaps
 from harness.data.dataset import TopDownDataset
 from harness.data.transforms import apply_affine, invert_affine
+from harness.parallel import bar_position
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def predict_arrays(model: torch.nn.Module, dataset: TopDownDataset, *, batch_siz
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(loader, desc="inference", unit="batch", leave=False)
+        it = tqdm(loader, desc="inference", unit="batch", leave=False, position=bar_position())
     pos = 0
     try:
         with torch.inference_mode():
