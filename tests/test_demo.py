@@ -145,3 +145,12 @@ def test_bad_settings_name_the_field(tmp_path, capsys):
         assert args.func(args) == 2
         assert needle in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_defaults_are_the_registered_demo_experiments():
+    # `python -m harness train demo-<family>` trains exactly what `make demo` trains.
+    from harness.config import diff, get_experiment
+    from harness.demo import _experiment
+
+    for family in FAMILIES:
+        assert set(diff(get_experiment(f"demo-{family}"), _experiment(DemoConfig(), family))) == {"work_dir"}
