@@ -80,7 +80,7 @@ class DemoConfig:
     synth_seed: int = 0
     # Recipe, identical for every family.
     input_size: tuple = (128, 96)
-    epochs: int = 8
+    epochs: int = 9
     batch_size: int = 32
     lr: float = 5e-3
     augment: str = "light"  # a harness.data.transforms.AUGMENT_PRESETS name
