@@ -702,6 +702,43 @@ def to_latex(abl: Ablation, t: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _place_labels(ax, xs: np.ndarray, ys: np.ndarray, names: list[str], *, colors: list[str], dpi: float,
+                  fontsize: float = 8.0, column_px: float = 110.0) -> None:
+    """Label each point to its right; labels of points in the same column (within ``column_px`` on
+    screen, e.g. variations with the same cost) are pushed apart vertically to a line height and joined
+    to their point by a thin line when moved, so no label sits on another or on the wrong point."""
+    gap_px = 1.35 * fontsize * dpi / 72.0
+    keep = [i for i in range(len(xs)) if np.isfinite(xs[i]) and np.isfinite(ys[i])]
+    if not keep:
+        return
+    px = ax.transData.transform(np.c_[xs[keep], ys[keep]])
+    label_y = px[:, 1].copy()
+    order = np.argsort(px[:, 0])
+    columns, cur = [], [order[0]]
+    for a, b in zip(order[:-1], order[1:]):
+        if px[b, 0] - px[a, 0] > column_px:
+            columns.append(cur)
+            cur = []
+        cur.append(b)
+    columns.append(cur)
+    for col in columns:
+        col = sorted(col, key=lambda k: px[k, 1])
+        for lo, hi in zip(col[:-1], col[1:]):
+            label_y[hi] = max(label_y[hi], label_y[lo] + gap_px)
+        # Centre the pushed stack on its points so it does not drift upwards.
+        shift = np.mean(label_y[col] - px[col, 1]) / 2
+        label_y[col] -= shift
+        for lo, hi in zip(col[:-1], col[1:]):  # re-check the order after the shift
+            label_y[hi] = max(label_y[hi], label_y[lo] + gap_px)
+    to_pt = 72.0 / dpi
+    for k, i in enumerate(keep):
+        dy = (label_y[k] - px[k, 1]) * to_pt
+        moved = abs(dy) > 2
+        ax.annotate(names[i], (xs[i], ys[i]), xytext=(10, dy), textcoords="offset points", fontsize=fontsize,
+                    color=colors[i], ha="left", va="center",
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6, shrinkA=0, shrinkB=3) if moved else None)
+
+
 def plot(abl: Ablation, t: pd.DataFrame, path: Path) -> Path:
     """ΔAP (points) vs ΔGFLOPs, one labelled point per variation, baseline at the origin; error bars are
     the paired spread when there are several seeds.  A second panel shows the held-out heatmap loss
@@ -719,6 +756,7 @@ def plot(abl: Ablation, t: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), dpi=130, squeeze=False)
     var = t[t["variation"] != BASELINE]
     x = var["dGFLOPs"].to_numpy(float)
+    labels = []
     for ax, (col, scale, err_col, ylabel) in zip(axes[0], panels):
         ax.axhline(0, color="0.6", lw=0.8, zorder=0)
         ax.axvline(0, color="0.6", lw=0.8, zorder=0)
@@ -729,27 +767,21 @@ def plot(abl: Ablation, t: pd.DataFrame, path: Path) -> Path:
         ax.errorbar(x, y, yerr=np.where(np.isfinite(yerr), yerr, 0) if has_err else None, fmt="o",
                     color="C0", ecolor="C0", elinewidth=1, capsize=3, ms=6, label=label)
         ax.plot([0], [0], marker="*", ms=14, color="C3", ls="none", label="baseline")
-        # Up-left of the star: variation labels sit to the right of their points.
-        ax.annotate(BASELINE, (0, 0), xytext=(-8, 8), textcoords="offset points", fontsize=8, color="C3",
-                    ha="right")
-        # Cycle label positions (right-up, right-down, left-down, left-up) along the points sorted by
-        # (x, y), so labels of points that nearly coincide (same cost) do not sit on each other.
-        spots = [((6, 8), "left"), ((6, -14), "left"), ((-6, -14), "right"), ((-6, 18), "right")]
-        for rank, i in enumerate(np.lexsort((y, x))):
-            (dx, dy), ha = spots[rank % len(spots)]
-            ax.annotate(var["variation"].iloc[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
-                        fontsize=8, ha=ha)
         finite = np.isfinite(y)
         span_x = max(np.abs(np.append(x, 0)).max(), 1e-3)
         span_y = max(np.abs(np.append(y[finite], 0)).max() + (np.nanmax(yerr) if has_err else 0), 0.1)
-        ax.set_xlim(-1.3 * span_x, 1.3 * span_x)
+        ax.set_xlim(-1.3 * span_x, 1.6 * span_x)  # room for the labels right of the points
         ax.set_ylim(-1.3 * span_y, 1.3 * span_y)
+        labels.append((ax, np.append(0.0, x), np.append(0.0, y)))
         ax.set_xlabel("Δ GFLOPs vs baseline (fvcore, batch 1)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"Ablation '{abl.name}': accuracy change vs cost change", fontsize=10)
     fig.tight_layout()
+    for ax, xs, ys in labels:  # after the layout: placement works in screen distances
+        _place_labels(ax, xs, ys, [BASELINE] + list(var["variation"]), colors=["C3"] + ["black"] * len(var),
+                      dpi=fig.dpi)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

@@ -205,3 +205,33 @@ def test_registered_grids_and_cli(tmp, capsys):
     assert main(["ablate", "nope"]) == 2
     assert "unknown ablation" in capsys.readouterr().err
     assert main(["ablate", "default", "--seeds", "a,b", "--dry-run"]) == 2
+
+
+def test_plot_labels_of_same_cost_variations_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    xs, ys = np.array([0.0, 0.0, 0.0, 0.0, 0.05]), np.array([0.0, 0.02, -0.03, 0.01, 0.0])
+    ax.plot(xs, ys, "o")
+    ax.set_xlim(-0.1, 0.1)
+    ax.set_ylim(-1, 1)
+    names = ["baseline", "static-dlp", "add-gate", "static-ffn", "block-hrnet"]
+    A._place_labels(ax, xs, ys, names, colors=["C3"] + ["k"] * 4, dpi=fig.dpi)
+    fig.canvas.draw()
+    texts = [t for t in ax.texts if t.get_text() in names]
+    assert sorted(t.get_text() for t in texts) == sorted(names)
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # the text itself, not its leader line
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+    # Labels keep the vertical order of their points (no label next to the wrong point).
+    col = sorted((t for t in texts if t.get_text() != "block-hrnet"), key=lambda t: Text.get_window_extent(t, renderer).y0)
+    assert [t.get_text() for t in col] == ["add-gate", "baseline", "static-ffn", "static-dlp"]
+    plt.close(fig)
