@@ -515,8 +515,8 @@ def _run_ablation(name, *, seeds, force, out_dir, work_root, device, progress, r
 
     todo = [] if report_only else [c for c in cells if force or read_marker(c.work_dir(work_root), c) is None]
     done: dict[int, dict] = {}
-    if todo and resolve_jobs(jobs, len(todo))[0] > 1:
-        workers, threads = resolve_jobs(jobs, len(todo))
+    workers, threads = resolve_jobs(jobs, len(todo)) if todo else (1, 0)
+    if workers > 1:
         log.info("ablation %s: %d cell(s) to train, %d side by side (%d thread(s) each)", abl.name, len(todo),
                  workers, threads)
         out = run_jobs(_run_cell_job, [(c, str(work_root), device, force, progress) for c in todo], jobs=workers,

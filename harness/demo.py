@@ -505,8 +505,6 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
                  f"{workers} side by side, {threads} torch thread(s) each")
         jobs = [(cfg, f, str(out / "runs")) for f in todo]
         if workers == 1:
-            from tqdm import tqdm
-
             # The outer bar counts families; the engine's training/inference bars open beneath it.
             bar = tqdm(total=len(todo), desc="demo", unit="family", disable=not cfg.progress, dynamic_ncols=True)
             trained = []

@@ -54,6 +54,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, **dumps_kwargs) -> Path
     return atomic_write_text(path, json.dumps(obj, **dumps_kwargs) + ("\n" if dumps_kwargs.get("indent") else ""))
 
 
+def atomic_write_png(path: str | os.PathLike, img: Any) -> Path:
+    """Encode a BGR/grey uint8 image (OpenCV order) as PNG and write it atomically."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise ValueError(f"{path}: PNG encoding failed")
+    return atomic_write_bytes(path, buf.tobytes())
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -80,7 +80,7 @@ def run_jobs(fn: Callable[[Any], Any], tasks: Sequence[Any], *, jobs: int, names
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(counter, threads, level, fmt, datefmt)) as pool:
         futures = [pool.submit(fn, t) for t in tasks]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [(n, f) for n, f in zip(names, futures) if f.done() and f.exception() is not None]
         if failed:
             for f in pending:

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from harness.io import atomic_write_bytes
+from harness.io import atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -242,18 +242,9 @@ def make_comparison(images: Sequence[tuple[int, Any]], predictions: Mapping[str,
     for c, m in enumerate(models):
         _text(header, (titles or {}).get(m, m), c * cell_hw[1] + cell_hw[1] // 2, HEADER_H - 11, color=(20, 20, 20))
     canvas = np.concatenate([header, grid, _legend(width, kpt_thr)], axis=0)
-    out = _write_png(Path(out_png), canvas)
+    out = atomic_write_png(Path(out_png), canvas)
     return ComparisonInfo(path=out, models=models, image_ids=[i for i, _ in decoded], cell_hw=cell_hw,
                           size_hw=canvas.shape[:2], drawn=drawn)
-
-
-def _write_png(path: Path, img: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise VisualizeError(f"{path}: PNG encoding failed")
-    atomic_write_bytes(path, buf.tobytes())
-    return path
 
 
 # --------------------------------------------------------------------------------------------- sources

@@ -46,7 +46,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from harness.io import atomic_write_bytes
+from harness.io import atomic_write_bytes, atomic_write_png
 
 log = logging.getLogger(__name__)
 
@@ -873,10 +873,4 @@ def write_preview(root: str | os.PathLike, out_path: str | os.PathLike, *, split
     for i, t in enumerate(tiles):
         r, c = divmod(i, cols)
         grid[r * H:(r + 1) * H, c * W:(c + 1) * W] = t
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", grid)
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for {out_path}")
-    atomic_write_bytes(out_path, buf.tobytes())
-    return out_path
+    return atomic_write_png(out_path, grid)

@@ -92,6 +92,12 @@ class FitResult:
 # --------------------------------------------------------------------------------------------- schedule
 
 
+def total_iterations(exp: Experiment, iters_per_epoch: int) -> int:
+    """Optimiser steps of the whole run: ``train.epochs`` epochs, cut at ``train.max_iters`` when set."""
+    total = exp.train.epochs * iters_per_epoch
+    return min(total, exp.train.max_iters) if exp.train.max_iters else total
+
+
 def lr_factor(exp: Experiment, it: int, iters_per_epoch: int) -> float:
     """Multiplier on the base lr at global iteration ``it`` (0-based).
 
@@ -107,10 +113,7 @@ def lr_factor(exp: Experiment, it: int, iters_per_epoch: int) -> float:
         if s.by_epoch:
             progress = min(epoch / exp.train.epochs, 1.0)
         else:
-            total = exp.train.epochs * max(iters_per_epoch, 1)
-            if exp.train.max_iters:
-                total = min(total, exp.train.max_iters)
-            progress = min(it / total, 1.0)
+            progress = min(it / total_iterations(exp, max(iters_per_epoch, 1)), 1.0)
         main = s.min_lr_ratio + (1.0 - s.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     elif s.name == "multistep":
         main = s.gamma ** sum(epoch >= m for m in s.milestones)
@@ -241,8 +244,7 @@ class Trainer:
         self.sampler = ShardedBatchSampler(len(self.train_set), exp.train.batch_size, rank=info.rank,
                                            world_size=info.world_size, shuffle=True, seed=exp.train.seed)
         self.iters_per_epoch = self.sampler.batches_per_epoch
-        total = exp.train.epochs * self.iters_per_epoch
-        self.total_iters = min(total, exp.train.max_iters) if exp.train.max_iters else total
+        self.total_iters = total_iterations(exp, self.iters_per_epoch)
         # Build the validation set now (rank 0): a missing annotation or detection file should fail
         # here, not after the first val_interval epochs.
         self._val_set = None
