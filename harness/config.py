@@ -65,6 +65,9 @@ OptimName = Literal["adam", "adamw", "sgd"]
 SchedName = Literal["cosine", "multistep", "constant"]
 Pretrain = Literal["none", "imagenet"]
 Boxes = Literal["det", "gt"]
+# mmpose 1.3.2 CocoMetric's options (harness.eval.postprocess implements them).
+ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
+NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
 
 # Shared data lives next to the repo (CI mounts it as ../shared); relative paths keep configs
 # portable between machines.
@@ -266,6 +269,26 @@ class TrainCfg:
         _positive("train", "log_interval", self.log_interval)
 
 
+def eval_option_problem(score_mode: Any, keypoint_score_thr: Any, nms_mode: Any,
+                        nms_thr: Any) -> tuple[str, str] | None:
+    """(field, message) for the first invalid scoring/NMS option, else None (used by ``EvalCfg``
+    and by ``harness.eval.postprocess``)."""
+    def number_in(v, lo_open: bool) -> bool:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return ok and (v > 0 if lo_open else v >= 0) and v <= 1
+
+    if score_mode not in typing.get_args(ScoreMode):
+        return "score_mode", f"must be one of {list(typing.get_args(ScoreMode))}, got {score_mode!r}"
+    if nms_mode not in typing.get_args(NmsMode):
+        return "nms_mode", f"must be one of {list(typing.get_args(NmsMode))}, got {nms_mode!r}"
+    if not number_in(keypoint_score_thr, lo_open=False):
+        return "keypoint_score_thr", f"must be a number in [0, 1], got {keypoint_score_thr!r}"
+    soft = nms_mode == "soft_oks_nms"  # its Gaussian decay divides by nms_thr
+    if not number_in(nms_thr, lo_open=soft):
+        return "nms_thr", f"must be a number in {'(0, 1] for soft_oks_nms' if soft else '[0, 1]'}, got {nms_thr!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class EvalCfg:
     """What `python -m harness test` evaluates (and the final evaluation after training)."""
@@ -279,6 +302,11 @@ class EvalCfg:
     det_score_thr: float = 0.0
     flip_test: bool = True
     batch_size: int = 64
+    # Scoring and NMS of the predictions: mmpose CocoMetric's names, meanings and defaults.
+    score_mode: ScoreMode = "bbox_keypoint"
+    keypoint_score_thr: float = 0.2
+    nms_mode: NmsMode = "oks_nms"
+    nms_thr: float = 0.9
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -294,6 +322,9 @@ class EvalCfg:
         if not isinstance(self.flip_test, bool):
             _fail("eval", "flip_test", f"must be true or false, got {self.flip_test!r}")
         _positive("eval", "batch_size", self.batch_size)
+        problem = eval_option_problem(self.score_mode, self.keypoint_score_thr, self.nms_mode, self.nms_thr)
+        if problem:
+            _fail("eval", *problem)
 
 
 @dataclass(frozen=True)
