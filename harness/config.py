@@ -63,6 +63,7 @@ __all__ = [
 AmpMode = Literal["none", "bf16", "fp16"]
 OptimName = Literal["adam", "adamw", "sgd"]
 SchedName = Literal["cosine", "multistep", "constant"]
+WarmupStyle = Literal["mmcv", "mmengine"]
 Pretrain = Literal["none", "imagenet"]
 Boxes = Literal["det", "gt"]
 # mmpose 1.3.2 CocoMetric's options (harness.eval.postprocess implements them).
@@ -214,9 +215,16 @@ class SchedCfg:
     # True: the main schedule moves once per epoch (mmcv's by_epoch, the papers' recipes); False: every
     # iteration, over the whole run (``train.max_iters`` when set), which short runs need.
     by_epoch: bool = True
+    # Where the linear warm-up ends: "mmcv" (1.x ``warmup='linear'``: factor 1 at iteration
+    # ``warmup_iters``), "mmengine" (``LinearLR(begin=0, end=warmup_iters)``: factor 1 at
+    # ``warmup_iters - 1``, mmpose 1.x's configs).
+    warmup_style: WarmupStyle = "mmcv"
 
     def __post_init__(self) -> None:
         _choice("sched", "name", self.name, typing.get_args(SchedName))
+        _choice("sched", "warmup_style", self.warmup_style, typing.get_args(WarmupStyle))
+        if self.warmup_style == "mmengine" and self.warmup_iters == 1:
+            _fail("sched", "warmup_iters", "must be 0 or >= 2 with warmup_style='mmengine' (LinearLR over end-1 steps)")
         if not isinstance(self.by_epoch, bool):
             _fail("sched", "by_epoch", f"must be true or false, got {self.by_epoch!r}")
         _positive("sched", "warmup_iters", self.warmup_iters, allow_zero=True)
@@ -643,7 +651,8 @@ def _paper_recipe(model: str, dataset: str) -> dict:
     family = model.split("-")[0]
     if family == "hrnext":
         return _fair_recipe(dataset)
-    milestones = SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1)
+    milestones = SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1,
+                          warmup_style="mmengine")
     if family == "hrnet":
         batch = 512 if (model == "hrnet-w32" or dataset == "crowdpose") else 256
         optim = OptimCfg(name="adam", lr=5e-4, weight_decay=0.0, betas=(0.9, 0.999), no_decay_keys=())
