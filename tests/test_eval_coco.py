@@ -143,6 +143,23 @@ def test_equal_to_mmpose_cocometric(fname):
         assert diff <= 1e-12, (fname, key, ours, exp["metrics"][key])
 
 
+def test_oks_and_nms_bitwise_equal_to_mmpose():
+    """mmpose 1.3.2's oks_iou values (float32, bit for bit), oks_nms and soft_oks_nms picks on random
+    images with tied scores (``nms_reference.json``)."""
+    cases = json.loads((REF / "nms_reference.json").read_text())["cases"]
+    assert len(cases) == 24 and any(len(c["scores"]) > 20 for c in cases)
+    for i, c in enumerate(cases):
+        sig = get_meta(c["dataset"]).sigmas_array
+        scores = np.asarray(c["scores"], np.float32)
+        n = len(scores)
+        kp = np.frombuffer(bytes.fromhex(c["keypoints_f32_hex"]), "<f4").reshape(n, len(sig), 2)
+        areas = np.frombuffer(bytes.fromhex(c["areas_f32_hex"]), "<f4")
+        want = np.frombuffer(bytes.fromhex(c["oks_f32_hex"]), "<f4").reshape(n, n)
+        assert np.array_equal(oks_matrix(kp, areas, sig), want), i
+        assert oks_nms(kp, scores, areas, sig, c["thr"]).tolist() == c["oks_nms"], i
+        assert soft_oks_nms(kp, scores, areas, sig, c["thr"]).tolist() == c["soft_oks_nms"], i
+
+
 def test_score_modes():
     ks = np.array([[0.1, 0.3, 0.5], [0.1, 0.2, 0.0], [0.9, 0.9, 0.9]], np.float32)
     box = np.array([0.5, 1.0, 2.0])
