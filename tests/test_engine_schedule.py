@@ -27,7 +27,8 @@ def reference_sched(series: dict) -> tuple[SchedCfg, int, float]:
     if "param_scheduler" in series:  # mmengine: LinearLR warm-up + MultiStepLR by epoch
         warm, step = series["param_scheduler"]
         assert (warm["type"], warm["begin"], warm["by_epoch"]) == ("LinearLR", 0, False)
-        assert (step["type"], step["begin"], step["end"], step["by_epoch"]) == ("MultiStepLR", 0, series["epochs"], True)
+        assert (step["type"], step["begin"], step["end"], step["by_epoch"]) == (
+            "MultiStepLR", 0, series["epochs"], True)
         sched = SchedCfg(name="multistep", warmup_iters=warm["end"], warmup_ratio=warm["start_factor"],
                          milestones=tuple(step["milestones"]), gamma=step["gamma"], warmup_style="mmengine")
     else:  # mmcv 1.x lr_config

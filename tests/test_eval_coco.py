@@ -293,7 +293,8 @@ def test_cli_evaluate_predictions(tmp_path, capsys):
     exp = REF_EXPECTED["expected"]["crowdpose__noise0.02.json"]
     ref = exp["metrics"]
     out = tmp_path / "m.json"
-    base = ["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds", str(REF / "crowdpose__noise0.02.json"),
+    base = ["evaluate-predictions", "--ann", str(SHARED / exp["ann"]),
+            "--preds", str(REF / "crowdpose__noise0.02.json"),
             "--dataset", "crowdpose", "--json", str(out)]
     assert _cli(base) == 0
     text = capsys.readouterr().out

@@ -34,12 +34,15 @@ def add_parser(subparsers) -> None:
                    "keypoint scores above --keypoint-score-thr (0 if none is); bbox = box score; keypoint = "
                    "mean of all keypoint scores (default bbox_keypoint)")
     p.add_argument("--keypoint-score-thr", type=float, default=0.2,
-                   help="keypoint scores above this count in the bbox_keypoint score (other modes ignore it; default 0.2)")
+                   help="keypoint scores above this count in the bbox_keypoint score (other modes ignore it; "
+                   "default 0.2)")
     p.add_argument("--nms-mode", choices=typing.get_args(NmsMode), default="oks_nms",
                    help="per image: oks_nms = greedy, drop an instance whose OKS with a kept one is > --nms-thr; "
                    "soft_oks_nms = keep at most 20 instances, picked greedily while each pick decays the "
-                   "others' ranking score by exp(-OKS^2/--nms-thr) (reported scores unchanged); none = keep all (default oks_nms)")
-    p.add_argument("--nms-thr", type=float, default=0.9, help="OKS threshold of oks_nms, decay width of soft_oks_nms (default 0.9)")
+                   "others' ranking score by exp(-OKS^2/--nms-thr) (reported scores unchanged); none = keep all "
+                   "(default oks_nms)")
+    p.add_argument("--nms-thr", type=float, default=0.9,
+                   help="OKS threshold of oks_nms, decay width of soft_oks_nms (default 0.9)")
     p.add_argument("--no-postprocess", action="store_true",
                    help="alias of --nms-mode none (the instance scores still follow --score-mode; add "
                    "--score-mode bbox for the box scores as they are)")

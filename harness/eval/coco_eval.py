@@ -12,9 +12,8 @@ import contextlib
 import io
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 

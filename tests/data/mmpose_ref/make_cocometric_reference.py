@@ -70,7 +70,8 @@ def main():
              "(made from the shared samples: GT, GT + noise with near-duplicates, detections), one entry per "
              "setting 'score_mode/keypoint_score_thr/nms_mode/nms_thr'. ann paths are relative to the shared "
              "folder. Made by make_cocometric_reference.py.")
-    (HERE / "expected.json").write_text(json.dumps({"_about": about, "settings": [list(x) for x in SETTINGS], "expected": out}, indent=1))
+    payload = {"_about": about, "settings": [list(x) for x in SETTINGS], "expected": out}
+    (HERE / "expected.json").write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

@@ -110,8 +110,9 @@ def mmcv_lrs(hook_ns: dict, cfg: dict, iters_per_epoch: int) -> list[float]:
     cls = hook_ns[lr_cfg.pop("policy") + "LrUpdaterHook"]
     hook = cls(**lr_cfg)
     opt = one_param_optimizer(cfg["optimizer"]["lr"])
-    runner = types.SimpleNamespace(optimizer=opt, iter=0, epoch=0, max_epochs=cfg["total_epochs"],
-                                   max_iters=cfg["total_epochs"] * iters_per_epoch, data_loader=[None] * iters_per_epoch)
+    epochs = cfg["total_epochs"]
+    runner = types.SimpleNamespace(optimizer=opt, iter=0, epoch=0, max_epochs=epochs, max_iters=epochs * iters_per_epoch,
+                                   data_loader=[None] * iters_per_epoch)
     hook.before_run(runner)
     out = []
     for epoch in range(cfg["total_epochs"]):
