@@ -225,7 +225,7 @@ def test_evalcfg_options_reach_the_evaluator(monkeypatch):
     seen = {}
     monkeypatch.setattr(he, "predict", lambda *a, **k: ["preds"])
     monkeypatch.setattr(he, "evaluate", lambda preds, ann, meta, **kw: seen.update(kw) or {"AP": 0.5})
-    exp = get_experiment("coco-mini-hrnet")
+    exp = get_experiment("coco-hrnet-w32-256x192-fair")
     assert (exp.eval.score_mode, exp.eval.keypoint_score_thr, exp.eval.nms_mode, exp.eval.nms_thr) == (
         "bbox_keypoint", 0.2, "oks_nms", 0.9)  # mmpose CocoMetric's defaults
     exp = apply_overrides(exp, ["eval.score_mode=bbox", "eval.nms_mode=soft_oks_nms", "eval.nms_thr=0.5",
