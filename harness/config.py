@@ -63,8 +63,12 @@ __all__ = [
 AmpMode = Literal["none", "bf16", "fp16"]
 OptimName = Literal["adam", "adamw", "sgd"]
 SchedName = Literal["cosine", "multistep", "constant"]
+WarmupStyle = Literal["mmcv", "mmengine"]
 Pretrain = Literal["none", "imagenet"]
 Boxes = Literal["det", "gt"]
+# mmpose 1.3.2 CocoMetric's options (harness.eval.postprocess implements them).
+ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
+NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
 
 # Shared data lives next to the repo (CI mounts it as ../shared); relative paths keep configs
 # portable between machines.
@@ -211,9 +215,16 @@ class SchedCfg:
     # True: the main schedule moves once per epoch (mmcv's by_epoch, the papers' recipes); False: every
     # iteration, over the whole run (``train.max_iters`` when set), which short runs need.
     by_epoch: bool = True
+    # Where the linear warm-up ends: "mmcv" (1.x ``warmup='linear'``: factor 1 at iteration
+    # ``warmup_iters``), "mmengine" (``LinearLR(begin=0, end=warmup_iters)``: factor 1 at
+    # ``warmup_iters - 1``, mmpose 1.x's configs).
+    warmup_style: WarmupStyle = "mmcv"
 
     def __post_init__(self) -> None:
         _choice("sched", "name", self.name, typing.get_args(SchedName))
+        _choice("sched", "warmup_style", self.warmup_style, typing.get_args(WarmupStyle))
+        if self.warmup_style == "mmengine" and self.warmup_iters == 1:
+            _fail("sched", "warmup_iters", "must be 0 or >= 2 with warmup_style='mmengine' (LinearLR over end-1 steps)")
         if not isinstance(self.by_epoch, bool):
             _fail("sched", "by_epoch", f"must be true or false, got {self.by_epoch!r}")
         _positive("sched", "warmup_iters", self.warmup_iters, allow_zero=True)
@@ -266,6 +277,26 @@ class TrainCfg:
         _positive("train", "log_interval", self.log_interval)
 
 
+def eval_option_problem(score_mode: Any, keypoint_score_thr: Any, nms_mode: Any,
+                        nms_thr: Any) -> tuple[str, str] | None:
+    """(field, message) for the first invalid scoring/NMS option, else None (used by ``EvalCfg``
+    and by ``harness.eval.postprocess``)."""
+    def number_in(v, lo_open: bool) -> bool:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return ok and (v > 0 if lo_open else v >= 0) and v <= 1
+
+    if score_mode not in typing.get_args(ScoreMode):
+        return "score_mode", f"must be one of {list(typing.get_args(ScoreMode))}, got {score_mode!r}"
+    if nms_mode not in typing.get_args(NmsMode):
+        return "nms_mode", f"must be one of {list(typing.get_args(NmsMode))}, got {nms_mode!r}"
+    if not number_in(keypoint_score_thr, lo_open=False):
+        return "keypoint_score_thr", f"must be a number in [0, 1], got {keypoint_score_thr!r}"
+    soft = nms_mode == "soft_oks_nms"  # its Gaussian decay divides by nms_thr
+    if not number_in(nms_thr, lo_open=soft):
+        return "nms_thr", f"must be a number in {'(0, 1] for soft_oks_nms' if soft else '[0, 1]'}, got {nms_thr!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class EvalCfg:
     """What `python -m harness test` evaluates (and the final evaluation after training)."""
@@ -279,6 +310,11 @@ class EvalCfg:
     det_score_thr: float = 0.0
     flip_test: bool = True
     batch_size: int = 64
+    # Scoring and NMS of the predictions: mmpose CocoMetric's names, meanings and defaults.
+    score_mode: ScoreMode = "bbox_keypoint"
+    keypoint_score_thr: float = 0.2
+    nms_mode: NmsMode = "oks_nms"
+    nms_thr: float = 0.9
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -294,6 +330,9 @@ class EvalCfg:
         if not isinstance(self.flip_test, bool):
             _fail("eval", "flip_test", f"must be true or false, got {self.flip_test!r}")
         _positive("eval", "batch_size", self.batch_size)
+        problem = eval_option_problem(self.score_mode, self.keypoint_score_thr, self.nms_mode, self.nms_thr)
+        if problem:
+            _fail("eval", *problem)
 
 
 @dataclass(frozen=True)
@@ -612,7 +651,8 @@ def _paper_recipe(model: str, dataset: str) -> dict:
     family = model.split("-")[0]
     if family == "hrnext":
         return _fair_recipe(dataset)
-    milestones = SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1)
+    milestones = SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1,
+                          warmup_style="mmengine")
     if family == "hrnet":
         batch = 512 if (model == "hrnet-w32" or dataset == "crowdpose") else 256
         optim = OptimCfg(name="adam", lr=5e-4, weight_decay=0.0, betas=(0.9, 0.999), no_decay_keys=())

@@ -1,5 +1,5 @@
-"""Evaluation: rescoring, OKS, OKS-NMS, COCO/CrowdPose metrics, equality with mmpose's CocoMetric,
-`evaluate-predictions`."""
+"""Evaluation: scoring modes, OKS, OKS-NMS, soft-OKS-NMS, COCO/CrowdPose metrics, equality with mmpose's
+CocoMetric under every option, the options in EvalCfg and `evaluate-predictions`."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,8 @@ import pytest
 from harness.data import COCO_META, CROWDPOSE_META, CocoKeypoints, get_meta
 from harness.data.transforms import bbox_xywh_to_cs
 from harness.eval import CROWD_METRIC_NAMES, METRIC_NAMES, RawPredictions, evaluate, oks_matrix, oks_nms, rescore
-from harness.eval.postprocess import postprocess
+from harness.config import ConfigError, EvalCfg
+from harness.eval.postprocess import instance_scores, postprocess, soft_oks_nms
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
@@ -111,25 +112,130 @@ def test_perturbed_predictions_lower_ap_and_duplicates_removed(tmp_path):
     assert len(results) == len(preds)  # every duplicate suppressed
     assert json.loads((tmp_path / "run.metrics.json").read_text()) == m
     # without post-processing the duplicates are false positives at high recall ... AR unchanged
-    m_raw = evaluate(both, ann, COCO_META, postprocess=False)
+    m_raw = evaluate(both, ann, COCO_META, nms_mode="none")
     assert m_raw["AR"] == pytest.approx(1.0) and m_raw["AP"] <= 1.0
 
 
-def test_equal_to_mmpose_cocometric():
-    """Numbers mmpose 1.3.2's CocoMetric produced on the same raw prediction files."""
-    ref = json.loads((REF / "expected.json").read_text())["expected"]
-    assert len(ref) == 13
-    worst = 0.0
-    for fname, exp in ref.items():
-        preds = json.loads((REF / fname).read_text())
-        ann = SHARED / exp["ann"]
-        for mode in ("oks_nms", "none"):
-            ours = evaluate(preds, ann, get_meta(exp["dataset"]), postprocess=(mode == "oks_nms"))
-            assert list(ours) == list(exp[mode]), fname
-            diff = max(abs(ours[k] - exp[mode][k]) for k in ours)
-            worst = max(worst, diff)
-            assert diff < 1e-4, (fname, mode, ours, exp[mode])
-    assert worst < 1e-9  # in practice identical
+REF_EXPECTED = json.loads((REF / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("fname", sorted(REF_EXPECTED["expected"]))
+def test_equal_to_mmpose_cocometric(fname):
+    """Numbers mmpose 1.3.2's CocoMetric produced on the same raw prediction files, under every
+    (score_mode, keypoint_score_thr, nms_mode, nms_thr) of the fixture."""
+    exp = REF_EXPECTED["expected"][fname]
+    settings = REF_EXPECTED["settings"]
+    assert len(REF_EXPECTED["expected"]) == 13 and len(settings) == 14
+    assert {s for s, *_ in settings} == {"bbox_keypoint", "bbox", "keypoint"}
+    assert {n for _, _, n, _ in settings} == {"oks_nms", "soft_oks_nms", "none"}
+    raw = RawPredictions.from_list(json.loads((REF / fname).read_text()))
+    ann = SHARED / exp["ann"]
+    meta = get_meta(exp["dataset"])
+    from harness.eval.coco_eval import load_coco_gt
+
+    gt = load_coco_gt(ann)
+    for score_mode, kthr, nms_mode, nms_thr in settings:
+        key = f"{score_mode}/{kthr:g}/{nms_mode}/{nms_thr:g}"
+        ours = evaluate(raw, ann, meta, score_mode=score_mode, keypoint_score_thr=kthr, nms_mode=nms_mode,
+                        nms_thr=nms_thr, coco_gt=copy.deepcopy(gt))
+        assert list(ours) == list(exp["metrics"][key]), (fname, key)
+        diff = max(abs(ours[k] - exp["metrics"][key][k]) for k in ours)
+        assert diff <= 1e-12, (fname, key, ours, exp["metrics"][key])
+
+
+def test_oks_and_nms_bitwise_equal_to_mmpose():
+    """mmpose 1.3.2's oks_iou values (float32, bit for bit), oks_nms and soft_oks_nms picks on random
+    images with tied scores (``nms_reference.json``)."""
+    cases = json.loads((REF / "nms_reference.json").read_text())["cases"]
+    assert len(cases) == 24 and any(len(c["scores"]) > 20 for c in cases)
+    for i, c in enumerate(cases):
+        sig = get_meta(c["dataset"]).sigmas_array
+        scores = np.asarray(c["scores"], np.float32)
+        n = len(scores)
+        kp = np.frombuffer(bytes.fromhex(c["keypoints_f32_hex"]), "<f4").reshape(n, len(sig), 2)
+        areas = np.frombuffer(bytes.fromhex(c["areas_f32_hex"]), "<f4")
+        want = np.frombuffer(bytes.fromhex(c["oks_f32_hex"]), "<f4").reshape(n, n)
+        assert np.array_equal(oks_matrix(kp, areas, sig), want), i
+        assert oks_nms(kp, scores, areas, sig, c["thr"]).tolist() == c["oks_nms"], i
+        assert soft_oks_nms(kp, scores, areas, sig, c["thr"]).tolist() == c["soft_oks_nms"], i
+
+
+def test_score_modes():
+    ks = np.array([[0.1, 0.3, 0.5], [0.1, 0.2, 0.0], [0.9, 0.9, 0.9]], np.float32)
+    box = np.array([0.5, 1.0, 2.0])
+    assert np.allclose(instance_scores(ks, box, "bbox_keypoint", 0.2), [0.5 * 0.4, 0.0, 1.8])
+    assert np.allclose(instance_scores(ks, box, "bbox_keypoint", 0.0), [0.5 * 0.3, 0.15, 1.8])
+    assert np.allclose(instance_scores(ks, box, "bbox"), box)
+    assert np.allclose(instance_scores(ks, box, "keypoint"), [0.3, 0.1, 0.9])
+    assert instance_scores(ks, box, "bbox").dtype == np.float32  # mmpose's scores are float32
+    with pytest.raises(ValueError, match="score_mode: must be one of"):
+        instance_scores(ks, box, "bbox_rle")
+
+
+def test_soft_oks_nms_decays_ranking_not_scores():
+    rng = np.random.default_rng(2)
+    a = rng.uniform(0, 50, (17, 2))
+    b = a + 300
+    kps = np.stack([a, a + 0.3, b, a + 2.0])
+    scores = np.array([0.9, 0.8, 0.5, 0.7], np.float32)
+    areas = np.full(4, 2000.0)
+    sig = COCO_META.sigmas_array
+    # after the first pick, its near-duplicate (OKS ~1) ranks 0.8*exp(-1/0.9) = 0.26 and the shifted
+    # copy (OKS 0.81) 0.7*exp(-0.81^2/0.9) = 0.36, both below the other person's 0.5
+    oks = oks_matrix(kps, areas, sig)
+    assert oks[0, 1] > 0.99 and 0.8 < oks[0, 3] < 0.82 and oks[0, 2] < 1e-6
+    keep = soft_oks_nms(kps, scores, areas, sig, 0.9)
+    assert keep.tolist() == [0, 2, 3, 1]  # all kept (<= 20), re-ranked
+    assert soft_oks_nms(kps, scores, areas, sig, 0.9, max_dets=2).tolist() == [0, 2]
+    raw = RawPredictions(image_ids=np.ones(4, np.int64), category_ids=np.ones(4, np.int64),
+                         keypoints=kps.astype(np.float32), keypoint_scores=np.ones((4, 17), np.float32),
+                         bbox_scores=scores.astype(np.float64), areas=areas)
+    sel, sc = postprocess(raw, sig, score_mode="bbox", nms_mode="soft_oks_nms")
+    assert sel.tolist() == [0, 2, 3, 1] and np.allclose(sc, scores[sel])  # the results keep their scores
+    # more than 20 per image: only 20 survive
+    many = RawPredictions(image_ids=np.ones(30, np.int64), category_ids=np.ones(30, np.int64),
+                          keypoints=rng.uniform(0, 500, (30, 17, 2)).astype(np.float32),
+                          keypoint_scores=np.ones((30, 17), np.float32), bbox_scores=rng.uniform(0, 1, 30),
+                          areas=np.full(30, 1e4))
+    assert len(postprocess(many, sig, nms_mode="soft_oks_nms")[0]) == 20
+    assert len(postprocess(many, sig, nms_mode="none")[0]) == 30
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(score_mode="rle"), "score_mode: must be one of"),
+    (dict(nms_mode="nms"), "nms_mode: must be one of"),
+    (dict(keypoint_score_thr=1.5), r"keypoint_score_thr: must be a number in \[0, 1\]"),
+    (dict(nms_thr=-0.1), r"nms_thr: must be a number in \[0, 1\]"),
+    (dict(nms_mode="soft_oks_nms", nms_thr=0.0), r"nms_thr: must be a number in \(0, 1\] for soft_oks_nms"),
+])
+def test_bad_options_are_named(kwargs, match):
+    name, ann = SETS["coco-samples"]
+    with pytest.raises(ValueError, match=match):
+        evaluate(gt_predictions(name, ann), ann, COCO_META, **kwargs)
+    with pytest.raises(ConfigError, match="eval." + match):
+        EvalCfg(**kwargs)
+
+
+def test_evalcfg_options_reach_the_evaluator(monkeypatch):
+    """`test`, `evaluate` and validation during training score through builders.evaluate."""
+    import harness.eval as he
+    from harness.config import apply_overrides, get_experiment
+    from harness.engine import builders
+
+    seen = {}
+    monkeypatch.setattr(he, "predict", lambda *a, **k: ["preds"])
+    monkeypatch.setattr(he, "evaluate", lambda preds, ann, meta, **kw: seen.update(kw) or {"AP": 0.5})
+    exp = get_experiment("coco-hrnet-w32-256x192-fair")
+    assert (exp.eval.score_mode, exp.eval.keypoint_score_thr, exp.eval.nms_mode, exp.eval.nms_thr) == (
+        "bbox_keypoint", 0.2, "oks_nms", 0.9)  # mmpose CocoMetric's defaults
+    exp = apply_overrides(exp, ["eval.score_mode=bbox", "eval.nms_mode=soft_oks_nms", "eval.nms_thr=0.5",
+                                "eval.keypoint_score_thr=0.3"])
+
+    class DS:
+        ann_file, meta = "x.json", COCO_META
+
+    assert builders.evaluate(None, DS(), exp, device="cpu", progress=False) == {"AP": 0.5}
+    assert seen == dict(score_mode="bbox", keypoint_score_thr=0.3, nms_mode="soft_oks_nms", nms_thr=0.5)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -184,20 +290,31 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_evaluate_predictions(tmp_path, capsys):
-    ref = json.loads((REF / "expected.json").read_text())["expected"]
-    exp = ref["crowdpose__noise0.02.json"]
+    exp = REF_EXPECTED["expected"]["crowdpose__noise0.02.json"]
+    ref = exp["metrics"]
     out = tmp_path / "m.json"
-    rc = _cli(["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds",
-               str(REF / "crowdpose__noise0.02.json"), "--dataset", "crowdpose", "--json", str(out)])
-    assert rc == 0
+    base = ["evaluate-predictions", "--ann", str(SHARED / exp["ann"]),
+            "--preds", str(REF / "crowdpose__noise0.02.json"),
+            "--dataset", "crowdpose", "--json", str(out)]
+    assert _cli(base) == 0
     text = capsys.readouterr().out
     assert "| AP | AP .5 | AP .75 | AR | AR .5 | AR .75 | AP(E) | AP(M) | AP(H) |" in text
-    got = json.loads(out.read_text())
-    assert all(abs(got[k] - exp["oks_nms"][k]) < 1e-4 for k in got)
-    rc = _cli(["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds",
-               str(REF / "crowdpose__noise0.02.json"), "--dataset", "crowdpose", "--no-postprocess",
-               "--json", str(out)])
-    assert rc == 0 and json.loads(out.read_text())["AP"] == pytest.approx(exp["none"]["AP"], abs=1e-4)
+    assert "score bbox_keypoint 0.2; NMS oks_nms 0.9" in text
+    assert json.loads(out.read_text()) == ref["bbox_keypoint/0.2/oks_nms/0.9"]
+    for argv, key in [(["--no-postprocess"], "bbox_keypoint/0.2/none/0.9"),
+                      (["--nms-mode", "none"], "bbox_keypoint/0.2/none/0.9"),
+                      (["--score-mode", "bbox", "--no-postprocess"], "bbox/0.2/none/0.9"),
+                      (["--score-mode", "keypoint", "--nms-mode", "soft_oks_nms"], "keypoint/0.2/soft_oks_nms/0.9"),
+                      (["--keypoint-score-thr", "0.5"], "bbox_keypoint/0.5/oks_nms/0.9"),
+                      (["--nms-thr", "0.5"], "bbox_keypoint/0.2/oks_nms/0.5")]:
+        assert _cli(base + argv) == 0, argv
+        assert json.loads(out.read_text()) == ref[key], argv
+    capsys.readouterr()
+    # contradicting flags, out-of-range options: clear error, non-zero exit
+    assert _cli(base + ["--no-postprocess", "--nms-mode", "soft_oks_nms"]) == 2
+    assert "--no-postprocess means --nms-mode none" in capsys.readouterr().err
+    assert _cli(base + ["--nms-thr", "1.5"]) == 1
+    assert "nms_thr: must be a number in [0, 1]" in capsys.readouterr().err
     # bad input: clear error, exit 1
     bad = tmp_path / "bad.json"
     bad.write_text("[{\"image_id\": 1}]")

@@ -5,7 +5,10 @@ import argparse
 import logging
 import sys
 import time
+import typing
 from pathlib import Path
+
+from harness.config import NmsMode, ScoreMode  # light (no numpy/torch): fine at CLI start-up
 
 log = logging.getLogger(__name__)
 
@@ -13,23 +16,39 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate-predictions",
-        help="evaluate raw top-down predictions made elsewhere (rescoring + OKS-NMS + COCO eval)",
+        help="evaluate raw top-down predictions made elsewhere (scoring + OKS-NMS + COCO eval)",
         description="Evaluate RAW.json, a list of raw top-down predictions {image_id, category_id, "
         "bbox [x,y,w,h], bbox_score, area, keypoints [[x,y],...], keypoint_scores [...]} "
-        "('area' = product of the padded, aspect-fixed crop scale). Applies mmpose's "
-        "rescoring (box score x mean keypoint score above 0.2) and OKS-NMS at 0.9 unless "
-        "--no-postprocess, evaluates with xtcocotools, prints a table and writes the metrics as JSON. "
-        "The numbers equal mmpose 1.3.2's CocoMetric on the same predictions.",
+        "('area' = product of the padded, aspect-fixed crop scale): score each instance, NMS per image, "
+        "evaluate with xtcocotools, print a table and write the metrics as JSON. The options are mmpose "
+        "1.3.2 CocoMetric's (same names, meanings and defaults) and the numbers equal CocoMetric's with "
+        "the same options on the same predictions.",
     )
     p.add_argument("--ann", required=True, help="COCO-format GT annotation file")
     p.add_argument("--preds", required=True, help="RAW.json raw predictions")
     p.add_argument("--dataset", default="coco",
-                   help="coco | ochuman | crowdpose (sigmas, CrowdPose uses keypoints_crowd); default coco")
+                   help="coco | ochuman | crowdpose (sigmas; CrowdPose evaluates with keypoints_crowd, no areas)")
     p.add_argument("--meta", default=None, help="dataset metadata JSON for another keypoint layout")
-    p.add_argument("--no-postprocess", action="store_true", help="skip OKS-NMS (rescoring still applies)")
+    p.add_argument("--score-mode", choices=typing.get_args(ScoreMode), default="bbox_keypoint",
+                   help="instance score the results are ranked by: bbox_keypoint = box score x mean of the "
+                   "keypoint scores above --keypoint-score-thr (0 if none is); bbox = box score; keypoint = "
+                   "mean of all keypoint scores (default bbox_keypoint)")
+    p.add_argument("--keypoint-score-thr", type=float, default=0.2,
+                   help="keypoint scores above this count in the bbox_keypoint score (other modes ignore it; "
+                   "default 0.2)")
+    p.add_argument("--nms-mode", choices=typing.get_args(NmsMode), default="oks_nms",
+                   help="per image: oks_nms = greedy, drop an instance whose OKS with a kept one is > --nms-thr; "
+                   "soft_oks_nms = keep at most 20 instances, picked greedily while each pick decays the "
+                   "others' ranking score by exp(-OKS^2/--nms-thr) (reported scores unchanged); none = keep all "
+                   "(default oks_nms)")
+    p.add_argument("--nms-thr", type=float, default=0.9,
+                   help="OKS threshold of oks_nms, decay width of soft_oks_nms (default 0.9)")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="alias of --nms-mode none (the instance scores still follow --score-mode; add "
+                   "--score-mode bbox for the box scores as they are)")
     p.add_argument("--json", default=None, help="write the metrics here (JSON)")
     p.add_argument("--outfile-prefix", default=None,
-                   help="also write <prefix>.keypoints.json (COCO results after post-processing)")
+                   help="also write <prefix>.keypoints.json (COCO results after scoring and NMS)")
     p.set_defaults(func=run)
 
 
@@ -37,24 +56,32 @@ def run(args: argparse.Namespace) -> int:
     from harness.data import resolve_meta
     from harness.data.coco import AnnotationError, load_json
     from harness.eval.coco_eval import evaluate, format_metrics
-    from harness.eval.postprocess import RawPredictions
+    from harness.eval.postprocess import RawPredictions, check_options
     from harness.io import atomic_write_json
 
+    nms_mode = "none" if args.no_postprocess else args.nms_mode
+    if args.no_postprocess and args.nms_mode != "oks_nms":
+        print(f"error: --no-postprocess means --nms-mode none; it contradicts --nms-mode {args.nms_mode}",
+              file=sys.stderr)
+        return 2
+    opts = dict(score_mode=args.score_mode, keypoint_score_thr=args.keypoint_score_thr, nms_mode=nms_mode,
+                nms_thr=args.nms_thr)
     try:
+        check_options(**opts)
         if not Path(args.ann).is_file():
             raise FileNotFoundError(f"annotation file {args.ann}: file not found")
         meta = resolve_meta(args.dataset, args.meta, args.ann)
         preds = load_json(args.preds, "predictions file")
         raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
         t0 = time.perf_counter()
-        metrics = evaluate(raw, args.ann, meta, postprocess=not args.no_postprocess,
-                           outfile_prefix=args.outfile_prefix)
+        metrics = evaluate(raw, args.ann, meta, outfile_prefix=args.outfile_prefix, **opts)
         dt = time.perf_counter() - t0
     except (FileNotFoundError, AnnotationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    title = f"{Path(args.preds).name} on {Path(args.ann).name} ({meta.name}, " + (
-        "no post-processing)" if args.no_postprocess else "rescoring + OKS-NMS 0.9)")
+    score = args.score_mode + (f" {args.keypoint_score_thr:g}" if args.score_mode == "bbox_keypoint" else "")
+    nms = nms_mode + (f" {args.nms_thr:g}" if nms_mode != "none" else "")
+    title = f"{Path(args.preds).name} on {Path(args.ann).name} ({meta.name}; score {score}; NMS {nms})"
     print(format_metrics(metrics, title))
     print(f"\n{len(preds)} raw predictions evaluated in {dt:.2f} s")
     if args.json:

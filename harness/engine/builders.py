@@ -98,7 +98,8 @@ def _det_path(det_file: str | None) -> str | None:
 
 
 def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True) -> dict:
-    """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}."""
+    """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}, scoring and
+    NMS as ``exp.eval`` says (score_mode, keypoint_score_thr, nms_mode, nms_thr)."""
     from harness.eval import evaluate as _evaluate
     from harness.eval import predict
 
@@ -107,7 +108,9 @@ def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device
     ann_file = getattr(dataset, "ann_file", None)
     if ann_file is None:
         raise AttributeError(f"{type(dataset).__name__} has no 'ann_file'; cannot score predictions")
-    return _evaluate(preds, ann_file, dataset.meta)
+    e = exp.eval
+    return _evaluate(preds, ann_file, dataset.meta, score_mode=e.score_mode, keypoint_score_thr=e.keypoint_score_thr,
+                     nms_mode=e.nms_mode, nms_thr=e.nms_thr)
 
 
 def count_params(model: nn.Module) -> int:

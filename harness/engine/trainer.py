@@ -101,11 +101,15 @@ def total_iterations(exp: Experiment, iters_per_epoch: int) -> int:
 def lr_factor(exp: Experiment, it: int, iters_per_epoch: int) -> float:
     """Multiplier on the base lr at global iteration ``it`` (0-based).
 
-    Linear warm-up per iteration (mmcv/mmengine semantics: factor rises from ``warmup_ratio`` to 1
-    over ``warmup_iters``) times the main schedule: cosine from 1 to ``min_lr_ratio`` over
-    ``train.epochs`` (mmcv ``CosineAnnealing``) or x``gamma`` at each milestone epoch.  With
-    ``sched.by_epoch`` (the default) the cosine moves once per epoch; without, every iteration over the
-    whole run (``train.max_iters`` when set, else ``train.epochs`` epochs).
+    Linear warm-up per iteration times the main schedule: cosine from 1 to ``min_lr_ratio`` over
+    ``train.epochs`` (mmcv 1.x ``CosineAnnealingLrUpdaterHook``) or x``gamma`` at each milestone epoch
+    (mmengine ``MultiStepLR``, mmcv ``step``).  The warm-up factor rises linearly from ``warmup_ratio``
+    and is 1 from iteration ``warmup_iters`` on (``sched.warmup_style='mmcv'``, 1.x
+    ``warmup='linear'``) or from ``warmup_iters - 1`` on ('mmengine', ``LinearLR(begin=0,
+    end=warmup_iters)``).  With ``sched.by_epoch`` (the default) the cosine moves once per epoch;
+    without, every iteration over the whole run (``train.max_iters`` when set, else ``train.epochs``
+    epochs).  Equal to mmcv's and mmengine's schedulers at every iteration
+    (``tests/test_engine_schedule.py``).
     """
     s = exp.sched
     epoch = it // max(iters_per_epoch, 1)
@@ -119,8 +123,9 @@ def lr_factor(exp: Experiment, it: int, iters_per_epoch: int) -> float:
         main = s.gamma ** sum(epoch >= m for m in s.milestones)
     else:
         main = 1.0
-    if it < s.warmup_iters:
-        main *= 1.0 - (1.0 - it / s.warmup_iters) * (1.0 - s.warmup_ratio)
+    span = s.warmup_iters - 1 if s.warmup_style == "mmengine" else s.warmup_iters
+    if it < span:
+        main *= 1.0 - (1.0 - it / span) * (1.0 - s.warmup_ratio)
     return main
 
 

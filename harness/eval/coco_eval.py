@@ -1,10 +1,10 @@
 """COCO keypoint evaluation with xtcocotools, reporting mmpose's metric names.
 
-``evaluate`` = validate raw predictions -> rescoring + OKS-NMS (``postprocess``) -> COCO results
+``evaluate`` = validate raw predictions -> scoring + NMS (``postprocess``) -> COCO results
 -> ``COCOeval`` (``keypoints`` or, for CrowdPose, ``keypoints_crowd``) with the dataset's sigmas.
-Its numbers equal mmpose 1.3.2's ``CocoMetric(score_mode='bbox_keypoint',
-keypoint_score_thr=0.2, nms_mode='oks_nms', nms_thr=0.9)`` on the same raw predictions (checked
-against mmpose itself; see the report in the project history).
+Its numbers equal mmpose 1.3.2's ``CocoMetric(score_mode=..., keypoint_score_thr=...,
+nms_mode=..., nms_thr=...)`` with the same options on the same raw predictions
+(``tests/test_eval_coco.py`` against numbers mmpose produced, ``tests/data/mmpose_ref/``).
 """
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ import contextlib
 import io
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from harness.data.metainfo import DatasetMeta
 from harness.io import atomic_write_json
-from harness.eval.postprocess import RawPredictions, to_coco_results
-from harness.eval.postprocess import postprocess as rescore_and_nms
+from harness.eval.postprocess import RawPredictions, check_options, postprocess, to_coco_results
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +48,11 @@ def evaluate(
     ann_file: str | Path,
     meta: DatasetMeta,
     *,
-    postprocess: bool = True,
-    outfile_prefix: str | Path | None = None,
-    score_thr: float = 0.2,
+    score_mode: str = "bbox_keypoint",
+    keypoint_score_thr: float = 0.2,
+    nms_mode: str = "oks_nms",
     nms_thr: float = 0.9,
+    outfile_prefix: str | Path | None = None,
     coco_gt=None,
 ) -> dict[str, float]:
     """Evaluate raw top-down predictions against a COCO-format annotation file.
@@ -62,20 +61,18 @@ def evaluate(
         preds: RAW predictions (list of dicts, see ``RawPredictions.from_list``) or arrays.
         ann_file: the GT annotation file (every prediction's image_id must be in it).
         meta: dataset metadata (sigmas, iou_type, use_area).
-        postprocess: rescoring + OKS-NMS (see below for False).
+        score_mode, keypoint_score_thr, nms_mode, nms_thr: mmpose ``CocoMetric``'s options, same
+            names, defaults and meaning (``harness.eval.postprocess``): ``'bbox_keypoint'``, 0.2,
+            ``'oks_nms'``, 0.9.
         outfile_prefix: if given, write ``<prefix>.keypoints.json`` (the COCO results) and
             ``<prefix>.metrics.json``.
     Returns:
         mmpose's metric names -> values (``METRIC_NAMES``, or ``CROWD_METRIC_NAMES`` for
         ``keypoints_crowd``).
-
-    With ``postprocess=False`` predictions are still rescored (box x keypoint score) -- the
-    results need a score -- but nothing is suppressed (mmpose's ``nms_mode='none'``).
     """
     from xtcocotools.cocoeval import COCOeval
 
-    do_nms = postprocess  # the argument shadows the function name; see rescore_and_nms
-
+    check_options(score_mode, keypoint_score_thr, nms_mode, nms_thr)
     gt = coco_gt if coco_gt is not None else load_coco_gt(ann_file)
     raw = preds if isinstance(preds, RawPredictions) else RawPredictions.from_list(
         preds, meta.num_keypoints)
@@ -87,7 +84,8 @@ def evaluate(
     if unknown:
         shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
         raise ValueError(f"predictions refer to {len(unknown)} image ids not in {ann_file}: {shown}")
-    sel, scores = rescore_and_nms(raw, meta.sigmas_array, score_thr=score_thr, nms=do_nms, nms_thr=nms_thr)
+    sel, scores = postprocess(raw, meta.sigmas_array, score_mode=score_mode, keypoint_score_thr=keypoint_score_thr,
+                              nms_mode=nms_mode, nms_thr=nms_thr)
     results = to_coco_results(raw, sel, scores)
     if outfile_prefix is not None:
         atomic_write_json(f"{outfile_prefix}.keypoints.json", results)

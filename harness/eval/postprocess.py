@@ -1,26 +1,46 @@
-"""Raw top-down predictions -> COCO results: validation, rescoring, vectorised OKS and OKS-NMS.
+"""Raw top-down predictions -> COCO results: validation, scoring, vectorised OKS, OKS-NMS, soft-OKS-NMS.
 
-Semantics are those of mmpose 1.x's ``CocoMetric`` with ``score_mode='bbox_keypoint'``,
-``keypoint_score_thr=0.2``, ``nms_mode='oks_nms'``, ``nms_thr=0.9``:
+The options and their semantics are those of mmpose 1.3.2's ``CocoMetric``
+(``mmpose/evaluation/metrics/coco_metric.py``, ``compute_metrics``; NMS in
+``mmpose/evaluation/functional/nms.py``), with the same names and defaults:
 
-* instance score = box score x mean of the keypoint scores above 0.2 (0 if none is above);
-* per image, greedy OKS-NMS in descending score order (``np.argsort(scores)[::-1]``, the same
-  call so ties break the same way), a candidate is suppressed when its OKS with a kept instance
-  is > 0.9; OKS uses the dataset's sigmas and the mean of the two instances' ``area``;
-* images appear in the order of their first prediction; results carry ``image_id``,
+* ``score_mode`` -- the instance score the results carry (COCOeval ranks by it):
+  ``'bbox_keypoint'`` (default) box score x mean of the keypoint scores above
+  ``keypoint_score_thr`` (default 0.2; the score is 0 when none is above);
+  ``'bbox'`` the box score; ``'keypoint'`` the mean of all keypoint scores.
+  Arithmetic in float32 as mmpose's (its box and keypoint scores are float32 arrays).
+* ``nms_mode`` -- per image: ``'oks_nms'`` (default) greedy, in descending score order, a
+  candidate is dropped when its OKS with a kept instance is > ``nms_thr`` (default 0.9);
+  ``'soft_oks_nms'`` keeps at most ``SOFT_NMS_MAX_DETS`` = 20 instances per image, chosen
+  greedily while each pick decays the others' ranking scores by ``exp(-oks^2 / nms_thr)``
+  (mmpose's Gaussian rescoring; the results keep their original scores, as mmpose's do);
+  ``'none'`` keeps everything.
+* OKS uses the dataset's sigmas and the mean of the two instances' ``area`` (all keypoints
+  count, no visibility threshold), computed in mmpose's dtypes.
+* Images appear in the order of their first prediction; results carry ``image_id``,
   ``category_id``, ``keypoints`` (x, y, score) x K, ``score`` and ``bbox``.
 
-The pairwise OKS of an image is one broadcast (n, n, K) computation; only the greedy pass
-iterates, once per kept instance.
+The pairwise OKS of an image is one broadcast (n, n, K) computation; only the greedy passes
+iterate, once per kept instance.
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["RawPredictions", "rescore", "oks_matrix", "oks_nms", "postprocess", "to_coco_results"]
+from harness.config import NmsMode, ScoreMode, eval_option_problem
+
+__all__ = ["RawPredictions", "SCORE_MODES", "NMS_MODES", "SOFT_NMS_MAX_DETS", "rescore", "instance_scores",
+           "oks_matrix", "oks_nms", "soft_oks_nms", "check_options", "postprocess", "to_coco_results"]
+
+# mmpose 1.3.2 CocoMetric's ``score_mode`` also allows 'bbox_rle' (RLE heads' scores, which
+# heatmap models do not have); it is left out.
+SCORE_MODES: tuple[str, ...] = typing.get_args(ScoreMode)
+NMS_MODES: tuple[str, ...] = typing.get_args(NmsMode)
+SOFT_NMS_MAX_DETS = 20  # mmpose's soft_oks_nms default, which CocoMetric does not override
 
 
 @dataclass
@@ -129,30 +149,49 @@ class RawPredictions:
 
 
 def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
-    """(N, K), (N,) -> (N,): box score x mean of keypoint scores > thr (0 when none is)."""
-    ks = np.asarray(keypoint_scores, dtype=np.float64)
-    valid = ks > thr
+    """(N, K), (N,) -> (N,) float32: box score x mean of keypoint scores > thr (0 when none is).
+
+    mmpose sums the scores above ``thr`` one by one in float32; a float32 cumulative sum is the
+    same sequence of additions.
+    """
+    ks = np.asarray(keypoint_scores, dtype=np.float32)
+    valid = ks > np.float32(thr)
+    total = np.cumsum(np.where(valid, ks, np.float32(0)), axis=1, dtype=np.float32)[:, -1]
     cnt = valid.sum(axis=1)
-    mean = np.where(cnt > 0, (ks * valid).sum(axis=1) / np.maximum(cnt, 1), 0.0)
-    return np.asarray(bbox_scores, dtype=np.float64) * mean
+    mean = np.where(cnt > 0, total / np.maximum(cnt, 1).astype(np.float32), np.float32(0))
+    return np.asarray(bbox_scores, dtype=np.float32) * mean
+
+
+def instance_scores(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, score_mode: str = "bbox_keypoint",
+                    keypoint_score_thr: float = 0.2) -> np.ndarray:
+    """(N, K), (N,) -> (N,) float32 instance scores by ``score_mode`` (see the module docstring)."""
+    if score_mode == "bbox_keypoint":
+        return rescore(keypoint_scores, bbox_scores, keypoint_score_thr)
+    if score_mode == "bbox":
+        return np.asarray(bbox_scores, dtype=np.float32).copy()
+    if score_mode == "keypoint":
+        return np.asarray(keypoint_scores, dtype=np.float32).mean(axis=1)
+    raise ValueError(f"score_mode: must be one of {list(SCORE_MODES)}, got {score_mode!r}")
 
 
 def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """Pairwise OKS (n, n) float32 of instances keypoints (n, K, 2) with areas (n,).
 
     OKS(i, j) = mean_k exp(-d_ijk^2 / (2 * ((a_i + a_j)/2 + eps) * (2 sigma_k)^2)) -- mmpose's
-    ``oks_iou`` (all keypoints count, no visibility threshold).
+    ``oks_iou`` (all keypoints count, no visibility threshold), in its dtypes: coordinates and
+    areas float32 (as mmpose holds them), squared distances float32, the rest float64.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
-    a = np.asarray(areas, dtype=np.float64)
+    kp = np.asarray(keypoints, dtype=np.float32)
+    a = np.asarray(areas, dtype=np.float32)
     var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
     x, y = kp[..., 0], kp[..., 1]
     dx = x[:, None, :] - x[None, :, :]  # (n, n, K); x and y separately: no reduction over a size-2 axis
     dy = y[:, None, :] - y[None, :, :]
-    d2 = dx * dx + dy * dy
-    s = (a[:, None] + a[None, :]) / 2 + np.spacing(1)
+    d2 = (dx * dx + dy * dy).astype(np.float64)
+    s = ((a[:, None] + a[None, :]) / np.float32(2)).astype(np.float64) + np.spacing(1)
     d2 /= var
-    d2 /= s[..., None] * 2
+    d2 /= s[..., None]
+    d2 /= 2
     np.exp(-d2, out=d2)
     return (d2.sum(-1) / kp.shape[1]).astype(np.float32)
 
@@ -179,6 +218,33 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
     return np.asarray(keep, dtype=np.int64)
 
 
+def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+                 thr: float = 0.9, max_dets: int = SOFT_NMS_MAX_DETS) -> np.ndarray:
+    """Soft-OKS-NMS of one image (mmpose's ``soft_oks_nms``, Gaussian rescoring). Returns at most
+    ``max_dets`` indices in pick order.
+
+    Each step picks the candidate with the highest running score, multiplies every remaining
+    candidate's running score by ``exp(-oks^2 / thr)`` (OKS with the pick; both float32) and re-sorts
+    them (``argsort()[::-1]``, so ties break as mmpose's do). The running scores only rank: the
+    picked instances keep their original scores.
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.asarray(scores).argsort()[::-1]
+    run = np.asarray(scores)[order]
+    oks = oks_matrix(keypoints, areas, sigmas) if n > 1 else np.ones((1, 1), np.float32)
+    keep = []
+    while len(order) > 0 and len(keep) < max_dets:
+        i = order[0]
+        keep.append(i)
+        order = order[1:]
+        run = run[1:] * np.exp(-oks[i, order] ** 2 / np.float32(thr))
+        tmp = run.argsort()[::-1]
+        order, run = order[tmp], run[tmp]
+    return np.asarray(keep, dtype=np.int64)
+
+
 def _group_by_image(image_ids: np.ndarray) -> list[np.ndarray]:
     """Indices of each image's predictions, images in order of first appearance, each group in
     list order (stable)."""
@@ -189,25 +255,33 @@ def _group_by_image(image_ids: np.ndarray) -> list[np.ndarray]:
     return [groups[j] for j in np.argsort(first, kind="stable")]
 
 
-def postprocess(preds: RawPredictions, sigmas: np.ndarray, *, score_thr: float = 0.2,
-                nms: bool = True, nms_thr: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """Rescore and (optionally) OKS-NMS. Returns (selected indices into ``preds`` in result
-    order, their scores)."""
-    if not 0.0 <= nms_thr <= 1.0:
-        raise ValueError(f"nms_thr: {nms_thr} must be in [0, 1]")
-    scores = rescore(preds.keypoint_scores, preds.bbox_scores, score_thr)
+def check_options(score_mode: str, keypoint_score_thr: float, nms_mode: str, nms_thr: float) -> None:
+    """ValueError naming the option when one is out of its domain (the rule ``EvalCfg`` applies)."""
+    problem = eval_option_problem(score_mode, keypoint_score_thr, nms_mode, nms_thr)
+    if problem:
+        raise ValueError(f"{problem[0]}: {problem[1]}")
+
+
+def postprocess(preds: RawPredictions, sigmas: np.ndarray, *, score_mode: str = "bbox_keypoint",
+                keypoint_score_thr: float = 0.2, nms_mode: str = "oks_nms",
+                nms_thr: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Score and NMS as mmpose's ``CocoMetric`` (options in the module docstring). Returns
+    (selected indices into ``preds`` in result order (N',), their scores (N',) float64)."""
+    check_options(score_mode, keypoint_score_thr, nms_mode, nms_thr)
+    # float32 like mmpose's: NMS ranks (argsort, ties) and soft-NMS decays in the same dtype
+    scores = instance_scores(preds.keypoint_scores, preds.bbox_scores, score_mode, keypoint_score_thr)
     sig = np.asarray(sigmas, dtype=np.float64)
     if len(sig) != preds.num_keypoints:
         raise ValueError(f"sigmas: {len(sig)} values for {preds.num_keypoints} keypoints")
+    nms = {"oks_nms": oks_nms, "soft_oks_nms": soft_oks_nms}.get(nms_mode)
     selected = []
     for idx in _group_by_image(preds.image_ids):
-        if nms:
-            keep = oks_nms(preds.keypoints[idx], scores[idx], preds.areas[idx], sig, nms_thr)
-            selected.append(idx[keep])
-        else:
+        if nms is None:
             selected.append(idx)
+        else:
+            selected.append(idx[nms(preds.keypoints[idx], scores[idx], preds.areas[idx], sig, nms_thr)])
     sel = np.concatenate(selected) if selected else np.zeros(0, np.int64)
-    return sel, scores[sel]
+    return sel, scores[sel].astype(np.float64)
 
 
 def to_coco_results(preds: RawPredictions, selected: np.ndarray, scores: np.ndarray) -> list[dict]:
