@@ -720,9 +720,12 @@ def _hrformer_authors_recipe(model: str, hw: tuple, dataset: str) -> dict:
     """The HRFormer authors' ``pose/configs/top_down/hrt/coco/hrt_{small,base}_coco_*.py`` (mmpose 0.x)."""
     base384 = model == "hrformer-b" and hw == (384, 288)
     drop = 0.3 if base384 else _drop_path_default(model)
+    slip = model == "hrformer-s" and hw == (384, 288)
     return dict(
         source=SourceCfg(*HRFORMER_AUTHORS,
-                         f"pose/configs/top_down/hrt/coco/hrt_{_HRFORMER_NAMES[model]}_coco_{_hw_name(hw)}.py"),
+                         f"pose/configs/top_down/hrt/coco/hrt_{_HRFORMER_NAMES[model]}_coco_{_hw_name(hw)}.py",
+                         note="init.weights hrt_small.pth: the config's pretrained='/path/to/hrt_base.pth' is a "
+                              "slip (HRFormer-B weights do not fit HRFormer-S)" if slip else ""),
         augment="mmpose0x", half_body_min_kpts=None,
         init=InitCfg(pretrain="imagenet", weights=IMAGENET_WEIGHTS["paper"][model]),
         optim=OptimCfg(name="adamw", lr=5e-4, weight_decay=0.01, betas=(0.9, 0.999)),
