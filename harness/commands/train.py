@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--test", action="store_true", help="after training, run `test` on the best checkpoint")
     p.add_argument("--results-root", default="results/runs", help="results store for --test records")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    p.add_argument("--list", action="store_true", help="list the registered experiments and exit")
+    p.add_argument("--list", action="store_true",
+                   help="list the registered experiments with their recipe (paper, mmpose, fair) and source, and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     s = p.add_argument_group("SLURM (optional extra: pip install 'hrbench[slurm]')")
     s.add_argument("--slurm-nodes", type=int, metavar="N",
@@ -91,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from harness.config import ConfigError, get_experiment, list_experiments
 
     if args.list:
-        print("\n".join(list_experiments()))
+        print(_experiment_table(list_experiments()))
         return 0
     if not args.experiment:
         return _print_err("train: give an experiment name (see --list)")
@@ -128,6 +129,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         ckpt = result.work_dir / (BEST if (result.work_dir / BEST).is_file() else LAST)
         run_test(exp, ckpt, device=args.device, results_root=args.results_root, progress=not args.no_progress)
     return 0
+
+
+def _experiment_table(names: list[str]) -> str:
+    """One line per experiment: name, recipe and the source it was read from (for ``train --list``)."""
+    from harness.config import get_experiment
+
+    rows = [(n, get_experiment(n)) for n in names]
+    width = max((len(n) for n, _ in rows), default=10)
+    lines = [f"{'experiment':<{width}}  {'recipe':<7} source", f"{'-' * width}  {'-' * 7} {'-' * 6}"]
+    for name, exp in rows:
+        lines.append(f"{name:<{width}}  {exp.recipe:<7} {exp.source.label() or '-'}"
+                     + (f" ({exp.source.note})" if exp.source.note else ""))
+    lines.append("\nrecipes: paper = the code behind the HRNeXt paper's number (HRNet/HRFormer/HRNeXt authors'), "
+                 "mmpose = mmpose 1.x model zoo, fair = HRNeXt's recipe for every family")
+    return "\n".join(lines)
 
 
 def _submit_slurm(exp, args: argparse.Namespace) -> int:
