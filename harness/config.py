@@ -44,6 +44,8 @@ __all__ = [
     "SourceCfg",
     "Experiment",
     "register_experiment",
+    "eval_protocol",
+    "row_experiment",
     "PRETRAINED_ENV",
     "get_experiment",
     "list_experiments",
@@ -867,6 +869,20 @@ def _build_registry() -> dict[str, Experiment]:
 
 
 _REGISTRY = _build_registry()
+
+
+def eval_protocol(dataset: str) -> tuple[tuple[str, ...], str] | None:
+    """(splits, boxes) a benchmark's numbers are reported on (COCO val/det, OCHuman val+test/gt,
+    CrowdPose test/det), or None for a dataset without a registered protocol."""
+    ds = _DATASETS.get(dataset)
+    return (ds["eval"][2], ds["eval"][3]) if ds else None
+
+
+def row_experiment(dataset: str, model: str, hw: tuple, recipe: str = "paper") -> str | None:
+    """The registered experiment of a paper row under ``recipe`` (OCHuman: the COCO-selection one, whose
+    evaluation is the same for both protocols), or None."""
+    name = f"{dataset}-{model}-{_hw_name(hw)}-{recipe}" + ("-sel-coco" if dataset == "ochuman" else "")
+    return name if name in _REGISTRY else None
 
 
 def register_experiment(exp: Experiment, *, replace: bool = False) -> Experiment:

@@ -180,10 +180,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 # How each paper evaluates: (splits, person boxes).
-_PAPER_EVAL = {"coco": (("val",), "det"), "ochuman": (("val", "test"), "gt"), "crowdpose": (("test",), "det"),
-               "synthetic": (("val",), "gt")}
-
-
 def published_experiment(model: str, data: str, data_root: str, *, input_size: tuple[int, int],
                          splits: tuple[str, ...] | None, boxes: str | None, det_file: str | None,
                          flip: bool, batch_size: int):
@@ -192,14 +188,16 @@ def published_experiment(model: str, data: str, data_root: str, *, input_size: t
     Starts from the registered paper row when there is one (so the record carries the paper's
     pretrain setting and sigma), otherwise from a generic row.
     """
-    from harness.config import DataCfg, EvalCfg, Experiment, InitCfg, ModelCfg, get_experiment, list_experiments
+    from harness.config import (DataCfg, EvalCfg, Experiment, InitCfg, ModelCfg, SourceCfg, eval_protocol,
+                                get_experiment, row_experiment)
 
     h, w = input_size
-    row = f"{data}-{model}-{h}x{w}-paper"
-    if row in list_experiments():
+    row = row_experiment(data, model, (h, w))
+    if row is not None:
         base = get_experiment(row)
     else:
-        paper_splits, paper_boxes = _PAPER_EVAL.get(data, (("val",), "gt"))
+        row = f"{data}-{model}-{h}x{w}-paper"
+        paper_splits, paper_boxes = eval_protocol(data) or (("val",), "gt")
         base = Experiment(name=row, model=ModelCfg(name=model, num_keypoints=14 if data == "crowdpose" else 17),
                           data=DataCfg(dataset=data, root=data_root, input_size=(h, w)),
                           init=InitCfg(pretrain="none"),
@@ -210,7 +208,7 @@ def published_experiment(model: str, data: str, data_root: str, *, input_size: t
                              boxes=boxes or ev.boxes, det_file=det_file if det_file else ev.det_file,
                              flip_test=flip, batch_size=batch_size)
     pretrain = "none" if model.startswith("hrnext") else base.init.pretrain
-    return dataclasses.replace(base, name=f"published-{data}-{model}-{h}x{w}", recipe="published",
+    return dataclasses.replace(base, name=f"published-{data}-{model}-{h}x{w}", recipe="published", source=SourceCfg(),
                                data=dataclasses.replace(base.data, root=data_root), eval=ev,
                                init=InitCfg(pretrain=pretrain))
 
