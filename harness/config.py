@@ -45,6 +45,7 @@ __all__ = [
     "Experiment",
     "register_experiment",
     "eval_protocol",
+    "PAPER_ROWS",
     "row_experiment",
     "PRETRAINED_ENV",
     "get_experiment",
@@ -618,7 +619,7 @@ def load_config(path: str | os.PathLike) -> Experiment:
 # tests/data/recipe_facts/ holds the values read from each source and tests/test_recipes.py compares.
 
 # (model, input size) pairs of the HRNeXt paper's COCO and OCHuman tables.
-_PAPER_ROWS = [
+PAPER_ROWS = [
     ("hrnet-w32", (256, 192)), ("hrnet-w32", (384, 288)),
     ("hrnet-w48", (256, 192)), ("hrnet-w48", (384, 288)),
     ("hrformer-s", (256, 192)), ("hrformer-s", (384, 288)),
@@ -854,7 +855,7 @@ RECIPES = ("paper", "mmpose", "fair")
 def _build_registry() -> dict[str, Experiment]:
     reg: dict[str, Experiment] = {}
     for dataset in _DATASETS:
-        for model, hw in _PAPER_ROWS:
+        for model, hw in PAPER_ROWS:
             for recipe in RECIPES:
                 if not _has_source(recipe, model, hw, dataset):
                     continue

@@ -1,4 +1,5 @@
-"""ImageNet initialisation: named files under the pretrained folder, the key check, what the record keeps."""
+"""Recipe plumbing in the engine: ImageNet files under the pretrained folder with the key check, what the
+record keeps, and checkpoint selection on another dataset than the training one."""
 from __future__ import annotations
 
 import hashlib
@@ -53,6 +54,10 @@ def test_a_file_that_does_not_fit_is_refused_naming_the_keys_unless_strict_is_of
     assert "missing from the checkpoint" in msg and "backbone." in msg and "pass strict=False" in msg
     model = builders.build_model(get_experiment("coco-mini-hrnet", sets + ["init.strict=false"]))
     assert model.init_info["strict"] is False and model.init_info["missing"] > 0
+    torch.save({"nothing.weight": torch.zeros(2)}, tmp_path / "empty.pth")
+    with pytest.raises(CheckpointError, match="no tensor of .*empty.pth fits"):
+        builders.build_model(get_experiment("coco-mini-hrnet", ["init.pretrain=imagenet", "init.weights=empty.pth",
+                                                                 "init.strict=false"]))
 
 
 def test_a_missing_named_file_says_where_it_was_looked_for(tmp_path, monkeypatch):
@@ -62,3 +67,27 @@ def test_a_missing_named_file_says_where_it_was_looked_for(tmp_path, monkeypatch
     with pytest.raises(FileNotFoundError, match=rf"{tmp_path}/hrnet_w32-36af842e.pth does not exist .*{PRETRAINED_ENV}"):
         builders.init_backbone(torch.nn.Module(), exp)
     assert builders.pretrained_path("/abs/file.pth").as_posix() == "/abs/file.pth"  # a path is taken as given
+
+
+def test_checkpoint_selection_on_another_dataset(tmp_path, one_thread):
+    """data.val_dataset: train on COCO, select on OCHuman val with GT boxes (HRNeXt's OCHuman configs)."""
+    import shutil
+
+    from coco_mini import COCO_MINI
+
+    src = COCO_MINI.parent / "ochuman-samples"
+    (tmp_path / "annotations").mkdir()
+    shutil.copy(src / "test_ochuman.json", tmp_path / "annotations" / "ochuman_coco_format_val_range_0.00_1.00.json")
+    (tmp_path / "images").mkdir()
+    for jpg in src.glob("*.jpg"):
+        (tmp_path / "images" / jpg.name).symlink_to(jpg)
+    exp = get_experiment("coco-mini-hrnet", ["data.val_dataset=ochuman", f"data.val_root={tmp_path}",
+                                             "data.val_split=val"])
+    val = builders.build_dataset(exp, exp.data.val_split, train=False)
+    assert val.meta.name == "ochuman" and val.ann_file.name == "ochuman_coco_format_val_range_0.00_1.00.json"
+    train = builders.build_dataset(exp, exp.data.train_split, train=True)
+    assert train.meta.name == "coco" and "coco-mini" in str(train.ann_file)
+    model = create_pose_model("hrnet-demo")
+    rec = builders.make_record(exp, model=model, dataset_name=exp.data.val_dataset_name, split="val", boxes="gt",
+                               metrics={"AP": 0.5}, checkpoint=None)
+    assert rec["dataset"] == "ochuman" and rec["extra"]["selection"] == "ochuman val (gt boxes)"

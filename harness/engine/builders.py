@@ -74,9 +74,12 @@ def init_backbone(model: nn.Module, exp: Experiment) -> None:
             f"init.weights: {path} does not exist (recipe {exp.recipe!r} expects the ImageNet checkpoint "
             f"{Path(exp.init.weights).name!r}; put it in ${PRETRAINED_ENV} or data/pretrained/, or give a path "
             f"with --set init.weights=PATH)")
-    from harness.checkpoint import load_weights
+    from harness.checkpoint import CheckpointError, load_weights
 
     report = load_weights(model, str(path), strict=exp.init.strict, backbone_only=True)
+    if report.loaded == 0:  # even a partial load must load something
+        raise CheckpointError(f"init.weights: no tensor of {path} fits the {exp.model.name} backbone "
+                              f"(init.strict=false loads what fits, but nothing does):\n{report.summary()}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     model.init_info = {"file": path.name, "sha256": digest[:12], "tensors_loaded": report.loaded,
                        "layout": report.layout, "strict": exp.init.strict,
