@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+import backbones
 from harness.data.codecs import default_sigma
 from harness.data.transforms import AUGMENT_PRESETS
 from harness.io import atomic_write_text
@@ -667,14 +668,11 @@ _MMPOSE_HRFORMER = {"hrformer-s": "hrformer-small", "hrformer-b": "hrformer-base
 
 
 def _family(model: str) -> str:
-    import backbones
-
     return backbones.get_entry(model).family
 
 
 def _drop_path_default(model: str) -> float:
-    import backbones
-
+    """The variant's own drop-path rate (``backbones``' variant table states it once)."""
     return float(backbones.get_config(model).drop_path_rate)
 
 

@@ -1,7 +1,7 @@
-"""Top-down geometry: box -> (centre, scale), random flip / half-body / scale / rotation, affine warp.
+"""Top-down geometry: box -> (centre, scale), random flip / half body / box shift / scale / rotation, warp.
 
-Conventions (the same as mmpose 1.x's top-down pipeline, which the HRNet, HRFormer and HRNeXt
-configs use):
+Geometry conventions (mmpose 1.x's top-down pipeline; the 0.x code the HRNet, HRFormer and HRNeXt
+authors ran computes the same crops in "pixel_std = 200" units):
 
 * Pixel coordinates: pixel ``i`` covers ``[i - 0.5, i + 0.5]``; a horizontal flip maps
   ``x -> width - 1 - x``.
