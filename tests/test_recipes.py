@@ -5,7 +5,7 @@ with every value; written by ``make_recipe_facts.py`` from the sources' reposito
 Each registered ``paper``/``mmpose``/``fair`` experiment names its source (repository, commit, config);
 here it is compared with that config's facts: optimiser, schedule, batch, epochs, normalisation, AMP,
 drop path, ImageNet file, codec (input/heatmap size, sigma), augmentation (convention, flip, half body,
-box shift, scale, rotation), test time (flip, heatmap shift, keypoint-score threshold, OKS-NMS threshold,
+box shift, scale, rotation, CrowdPose's body halves), test time (flip, heatmap shift, keypoint-score threshold, OKS-NMS threshold,
 boxes, detection-score threshold) and checkpoint selection (validation set, split, boxes, interval,
 metric, checkpoint interval). A departure is allowed only where the registry says so in ``source.note``.
 """
@@ -20,7 +20,7 @@ import pytest
 
 import backbones
 from harness.config import RECIPES, get_experiment, list_experiments
-from harness.data import HeatmapCodec
+from harness.data import HeatmapCodec, get_meta
 from harness.data.transforms import AUGMENT_PRESETS
 from harness.eval.postprocess import postprocess
 
@@ -55,6 +55,8 @@ def ours(exp, key: str):
         return Path(exp.init.weights).name if exp.init.weights else None
     if key == "data.val_dataset":
         return exp.data.val_dataset_name
+    if key == "meta.upper_body_ids":
+        return sorted(get_meta(exp.data.dataset).upper_body_ids)
     if key == "select.metric":
         return "AP"  # the trainer keeps best.pth by validation AP
     if key == "eval.shift_heatmap":

@@ -279,8 +279,24 @@ def hrnext_authors(mirrors: Path) -> dict:
                 f["init.pretrain"] = fact(*read(r, path, r"load_from = (None)", lambda m: "none"))
                 f["init.weights"] = fact(None, read(r, path, r"load_from = (None)")[1])
                 _val_set(r, path, f)
+                if dataset == "crowdpose":  # the half-body split of CrowdPose's 14 keypoints
+                    f["meta.upper_body_ids"] = _upper_ids(r, "configs/_base_/datasets/crowdpose.py")
                 configs.append({"config": path, "facts": f})
     return {"source": {"repo": r.name, "commit": r.commit}, "configs": configs}
+
+
+def _upper_ids(r: Repo, path: str) -> dict:
+    """Keypoint ids whose ``type='upper'`` in an mmpose 0.x dataset_info file (each keypoint cited)."""
+    lines = r.lines(path)
+    ids, cites, kid = [], [], None
+    for i, line in enumerate(lines):
+        m = re.search(r"id=(\d+)", line)
+        if m:
+            kid = int(m.group(1))
+        if "type='upper'" in line and kid is not None:
+            ids.append(kid)
+            cites.append({"file": path, "line": i + 1, "text": line.strip()})
+    return fact(sorted(set(ids)), *cites)
 
 
 # ------------------------------------------------------------------------------------------- mmpose 1.x
