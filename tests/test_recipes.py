@@ -161,3 +161,17 @@ def test_ochuman_experiments_evaluate_ochuman_with_gt_boxes_and_say_how_they_sel
         exp = get_experiment(n)
         assert (exp.eval.dataset, exp.eval.boxes, exp.data.dataset) == ("ochuman", "gt", "coco")
         assert exp.data.val_dataset_name == ("ochuman" if n.endswith("-sel-ochuman") else "coco")
+
+
+def test_train_list_shows_recipe_and_source(capsys):
+    from harness.cli import main
+
+    assert main(["train", "--list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    for name, recipe, source in (
+            ("coco-hrnet-w32-256x192-paper", "paper", "leoxiaobin/deep-high-resolution-net.pytorch@6f69e46:"
+                                                      "experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml"),
+            ("coco-hrformer-b-384x288-mmpose", "mmpose", "open-mmlab/mmpose@5408bc7:configs/body_2d_keypoint/"
+                                                         "topdown_heatmap/coco/td-hm_hrformer-base_8xb32-210e_coco-384x288.py"),
+            ("coco-hrnet-w32-256x192-fair", "fair", "ZiyiZhang27/HRNeXt@8bbbb0f:configs/coco/hrnext_small_coco_256x192.py")):
+        assert lines[name].split()[1:3] == [recipe, source], lines[name]
