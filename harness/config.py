@@ -9,23 +9,12 @@ under one recipe differ only in ``model.*`` (``tests/test_config.py`` proves it 
 :func:`diff`). The config is saved as ``config.json`` with every run and hashed
 (:func:`config_hash`) into every result record.
 
-Recipe sources (read from the released configs, not copied):
-
-* HRNet, mmpose 1.3.2 ``td-hm_hrnet-w32_8xb64-210e_coco-256x192.py`` / ``..w48_8xb32..``:
-  Adam lr 5e-4 (no weight decay), LinearLR warm-up 500 iters from factor 0.001, MultiStepLR
-  x0.1 at epochs 170/200, 210 epochs, batch 8x64=512 (w32) and 8x32=256 (w48),
-  ``auto_scale_lr.base_batch_size`` says the same; ImageNet-pretrained backbone; sigma 2 at
-  256x192, 3 at 384x288. CrowdPose (``td-hm_hrnet-w32_8xb64-210e_crowdpose-256x192.py``): same.
-* HRFormer, mmpose 1.3.2 ``td-hm_hrformer-{small,base}_8xb32-210e_coco-*.py``: AdamW lr 5e-4,
-  betas (0.9, 0.999), weight decay 0.01 except ``relative_position_bias_table`` (decay 0), no
-  gradient clipping, same warm-up and MultiStep schedule, 210 epochs, batch 8x32=256, SyncBN,
-  drop_path_rate 0.1 (small) / 0.2 (base), ImageNet-pretrained backbone.
-* HRNeXt, authors' ``configs/coco/hrnext_{small,base}_coco_*.py``: AdamW lr 4e-3, betas
-  (0.9, 0.999), weight decay 0.01 (0 for ``relative_position_bias_table``), no gradient
-  clipping, CosineAnnealing (by epoch, min_lr_ratio 0.01) with 500-iter linear warm-up from
-  ratio 0.001, 300 epochs, batch 8x32=256 (CrowdPose: 8x64=512), SyncBN, ``with_cp=True``,
-  drop_path_rate 0.1, ``load_from=None`` (from scratch). OCHuman rows evaluate the COCO-trained
-  model on OCHuman val/test with ground-truth boxes (``use_gt_bbox=True``).
+Recipes (``Experiment.recipe``): every paper row exists as ``paper`` (the code that produced the
+number in the HRNeXt paper's tables: the HRNet authors', the HRFormer authors', the HRNeXt authors'),
+``mmpose`` (mmpose 1.x's model-zoo config, HRNet and HRFormer) and ``fair`` (HRNeXt's recipe for every
+family). Each experiment names its source (``Experiment.source``: repository, commit, config file);
+``tests/data/recipe_facts/`` holds the values read from those files, and the tests compare every
+registered experiment with them field by field.
 """
 from __future__ import annotations
 
@@ -39,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+import backbones
+from harness.data.codecs import default_sigma
+from harness.data.transforms import AUGMENT_PRESETS
 from harness.io import atomic_write_text
 
 __all__ = [
@@ -50,7 +42,13 @@ __all__ = [
     "SchedCfg",
     "TrainCfg",
     "EvalCfg",
+    "SourceCfg",
     "Experiment",
+    "register_experiment",
+    "eval_protocol",
+    "PAPER_ROWS",
+    "row_experiment",
+    "PRETRAINED_ENV",
     "get_experiment",
     "list_experiments",
     "apply_overrides",
@@ -69,11 +67,6 @@ Boxes = Literal["det", "gt"]
 # mmpose 1.3.2 CocoMetric's options (harness.eval.postprocess implements them).
 ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
 NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
-
-# Shared data lives next to the repo (CI mounts it as ../shared); relative paths keep configs
-# portable between machines.
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 class ConfigError(ValueError):
     """A config value is invalid; the message starts with the dotted field name."""
@@ -138,12 +131,25 @@ class DataCfg:
     det_file: Optional[str] = field(default=None, metadata={"hash": False})
     det_score_thr: float = 0.0
     num_workers: int = field(default=2, metadata={"hash": False})
-    # Training augmentation strength: a preset of harness.data.transforms.AUGMENT_PRESETS.
-    augment: str = "standard"
+    # Training augmentation: a preset of harness.data.transforms.AUGMENT_PRESETS (the sources' conventions
+    # "mmpose0x", "mmpose1x", "hrnet"; "light", "flip-only" for short CPU runs).
+    augment: str = "mmpose0x"
+    # Half body needs more visible keypoints than this; None = the preset's (8). HRNeXt's CrowdPose
+    # configs use 6 (num_joints_half_body=6).
+    half_body_min_kpts: Optional[int] = None
+    # Checkpoint selection on another dataset than the training one (HRNeXt's OCHuman configs train on
+    # COCO and select on OCHuman val with GT boxes): "" = data.dataset / data.root.
+    val_dataset: str = ""
+    val_root: str = field(default="", metadata={"hash": False})
     # Heatmap encoding/decoding: "msra" (Gaussian at the integer location, quarter-offset decoding; the
     # three papers), "dark" (unbiased Gaussian + DARK's Taylor refinement, Zhang et al. 2020) or "udp"
     # (UDP's unbiased warp and coding, Huang et al. 2020).
     codec: str = "msra"
+
+    @property
+    def val_dataset_name(self) -> str:
+        """The dataset checkpoints are selected on (``val_dataset``, else the training dataset)."""
+        return self.val_dataset or self.dataset
 
     def __post_init__(self) -> None:
         for name in ("dataset", "train_split", "val_split"):
@@ -159,25 +165,41 @@ class DataCfg:
             _fail("data", "det_file", "is required when data.val_boxes='det'")
         _positive("data", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
         _positive("data", "num_workers", self.num_workers, allow_zero=True)
-        _choice("data", "augment", self.augment, ("standard", "light", "flip-only"))
+        _choice("data", "augment", self.augment, tuple(AUGMENT_PRESETS))
+        if self.half_body_min_kpts is not None:
+            _positive("data", "half_body_min_kpts", self.half_body_min_kpts, allow_zero=True)
+        for name in ("val_dataset", "val_root"):
+            if not isinstance(getattr(self, name), str):
+                _fail("data", name, f"must be a string ('' = the training one), got {getattr(self, name)!r}")
         _choice("data", "codec", self.codec, ("msra", "dark", "udp"))
+
+
+#: Environment variable naming the folder of ImageNet checkpoints (default: ``data/pretrained``).
+PRETRAINED_ENV = "HRBENCH_PRETRAINED"
 
 
 @dataclass(frozen=True)
 class InitCfg:
     """Backbone initialisation, the papers' "Pretrain" column.
 
-    ``pretrain="imagenet"`` needs ``weights``: a file the user gives (never downloaded), loaded into
+    ``pretrain="imagenet"`` needs ``weights``: a file the user provides (never downloaded), loaded into
     the backbone only through ``harness.load_weights(..., backbone_only=True)``; the head stays fresh.
+    A bare file name (the recipes name the files their sources use, e.g. ``hrnet_w32-36af842e.pth``)
+    is looked up in ``$HRBENCH_PRETRAINED``, else in ``data/pretrained/``; a path is used as given.
+    ``strict`` (default) refuses a file whose keys do not fit the backbone, naming the missing and
+    unexpected ones; ``init.strict=false`` loads what fits.
     """
 
     pretrain: Pretrain = "none"
     weights: Optional[str] = field(default=None, metadata={"hash": False})
+    strict: bool = True
 
     def __post_init__(self) -> None:
         _choice("init", "pretrain", self.pretrain, typing.get_args(Pretrain))
         if self.pretrain == "none" and self.weights:
             _fail("init", "weights", "given but init.pretrain='none'; set init.pretrain=imagenet")
+        if not isinstance(self.strict, bool):
+            _fail("init", "strict", f"must be true or false, got {self.strict!r}")
 
 
 @dataclass(frozen=True)
@@ -336,7 +358,38 @@ class EvalCfg:
 
 
 @dataclass(frozen=True)
+class SourceCfg:
+    """Where a recipe was read from: repository (``owner/name``), commit and config file in it.
+
+    ``note`` says where the experiment departs from that file (e.g. a dataset the source has no
+    config for). Provenance only: not part of :func:`config_hash`.
+    """
+
+    repo: str = ""
+    commit: str = ""
+    config: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("repo", "commit", "config", "note"):
+            if not isinstance(getattr(self, name), str):
+                _fail("source", name, f"must be a string, got {getattr(self, name)!r}")
+
+    def label(self) -> str:
+        """``owner/name@commit7:path`` (empty when there is no source), for records and footnotes."""
+        if not self.repo:
+            return ""
+        return f"{self.repo}@{self.commit[:7]}:{self.config}" if self.config else f"{self.repo}@{self.commit[:7]}"
+
+
+@dataclass(frozen=True)
 class Experiment:
+    """One runnable experiment: model, data, init, optimiser, schedule, training and evaluation settings.
+
+    ``recipe`` names the recipe family (``paper``, ``mmpose``, ``fair``, ``demo``, ...) and ``source``
+    where it was read from.
+    """
+
     name: str
     model: ModelCfg
     data: DataCfg
@@ -345,7 +398,8 @@ class Experiment:
     sched: SchedCfg = SchedCfg()
     train: TrainCfg = TrainCfg()
     eval: EvalCfg = EvalCfg()
-    recipe: str = "fair"  # "fair" (HRNeXt's, shared by all families), "paper" (the family's own), "demo", "test"
+    recipe: str = "fair"  # "paper", "mmpose", "fair" (HRNeXt's, shared by all families), "demo", ...
+    source: SourceCfg = field(default=SourceCfg(), metadata={"hash": False})
     work_dir: str = field(default="", metadata={"hash": False})  # "" = work_dirs/<name>
 
     def __post_init__(self) -> None:
@@ -379,7 +433,7 @@ class Experiment:
 
 
 _SECTIONS = {"model": ModelCfg, "data": DataCfg, "init": InitCfg, "optim": OptimCfg, "sched": SchedCfg,
-             "train": TrainCfg, "eval": EvalCfg}
+             "train": TrainCfg, "eval": EvalCfg, "source": SourceCfg}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,10 +619,10 @@ def config_hash(exp: Experiment) -> str:
 
 
 def diff(a: Experiment, b: Experiment) -> dict[str, tuple[Any, Any]]:
-    """Dotted keys whose values differ between two experiments (``name`` excluded)."""
+    """Dotted keys whose values differ between two experiments (``name`` and ``source.*`` excluded)."""
     fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-            if k != "name" and fa.get(k) != fb.get(k)}
+            if k != "name" and not k.startswith("source.") and fa.get(k) != fb.get(k)}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -601,10 +655,11 @@ def load_config(path: str | os.PathLike) -> Experiment:
 
 
 # ---------------------------------------------------------------------------------------------
-# The registry. Paper rows are generated from small tables so each row states only what differs.
+# The registry. Paper rows are generated from small tables so each row states only what differs;
+# tests/data/recipe_facts/ holds the values read from each source and tests/test_recipes.py compares.
 
-# (model, input size) pairs reported in the HRNeXt paper's COCO table.
-_PAPER_ROWS = [
+# (model, input size) pairs of the HRNeXt paper's COCO and OCHuman tables.
+PAPER_ROWS = [
     ("hrnet-w32", (256, 192)), ("hrnet-w32", (384, 288)),
     ("hrnet-w48", (256, 192)), ("hrnet-w48", (384, 288)),
     ("hrformer-s", (256, 192)), ("hrformer-s", (384, 288)),
@@ -613,104 +668,209 @@ _PAPER_ROWS = [
     ("hrnext-b", (256, 192)), ("hrnext-b", (384, 288)),
 ]
 
-# Backbone fields of each model as released (part of the model, not of the recipe).
-_MODEL_OVERRIDES = {
-    "hrnet-w32": {}, "hrnet-w48": {},
-    "hrformer-s": {"drop_path_rate": 0.1}, "hrformer-b": {"drop_path_rate": 0.2},
-    "hrnext-s": {"drop_path_rate": 0.1}, "hrnext-b": {"drop_path_rate": 0.1},
-}
-
-# det_file "auto" = the layout's standard detection file under eval.root (harness.data.layout):
-# COCO val2017 person_detection_results/COCO_val2017_detections_AP_H_56_person.json (the boxes the
-# HRNet/HRFormer/HRNeXt papers use), CrowdPose annotations/det_for_crowd_test_0.1_0.5.json.
+# Per-dataset protocol: training data, the split and boxes that select the best checkpoint, and what
+# `test` evaluates. det_file "auto" = the layout's standard detection file (harness.data.layout): COCO
+# val2017 COCO_val2017_detections_AP_H_56_person.json, CrowdPose det_for_crowd_test_0.1_0.5.json.
 _DATASETS = {
-    # name: keypoints, training data, evaluation dataset/splits/boxes
-    "coco": dict(num_keypoints=17, dataset="coco", root="data/coco", eval_dataset="coco",
-                 eval_root="data/coco", splits=("val",), boxes="det", det_file="auto"),
-    # OCHuman has no training split: the COCO-trained model is evaluated with ground-truth boxes.
-    "ochuman": dict(num_keypoints=17, dataset="coco", root="data/coco", eval_dataset="ochuman",
-                    eval_root="data/ochuman", splits=("val", "test"), boxes="gt", det_file=None),
-    "crowdpose": dict(num_keypoints=14, dataset="crowdpose", root="data/crowdpose", eval_dataset="crowdpose",
-                      eval_root="data/crowdpose", splits=("test",), boxes="det", train_split="trainval",
-                      det_file="auto"),
+    "coco": dict(num_keypoints=17, train=("coco", "data/coco", "train"), val=("val", "det"),
+                 eval=("coco", "data/coco", ("val",), "det")),
+    # OCHuman has no training split: a COCO-trained model evaluated with ground-truth boxes.
+    "ochuman": dict(num_keypoints=17, train=("coco", "data/coco", "train"), val=("val", "det"),
+                    eval=("ochuman", "data/ochuman", ("val", "test"), "gt")),
+    "crowdpose": dict(num_keypoints=14, train=("crowdpose", "data/crowdpose", "trainval"), val=("test", "det"),
+                      eval=("crowdpose", "data/crowdpose", ("test",), "det")),
 }
 
+# The two OCHuman checkpoint-selection protocols (experiment name suffix -> validation set).
+_OCHUMAN_SELECTION = {
+    "sel-coco": None,  # best by COCO val2017 AP (detected boxes), as for the COCO rows
+    "sel-ochuman": ("ochuman", "data/ochuman", "val", "gt"),  # HRNeXt's hrnext_*_ochuman_*.py
+}
 
-def _fair_recipe(dataset: str) -> dict:
-    """HRNeXt's recipe, applied unchanged to every family."""
+HRNET_AUTHORS = ("leoxiaobin/deep-high-resolution-net.pytorch", "6f69e4676ad8d43d0d61b64b1b9726f0c369e7b1")
+HRFORMER_AUTHORS = ("HRNet/HRFormer", "1245b88b5824fbd8cdb358b5ee909a4e537a2ef5")
+HRNEXT_AUTHORS = ("ZiyiZhang27/HRNeXt", "8bbbb0f3067cde4ea2eb0238487da4090522b093")
+MMPOSE_1X = ("open-mmlab/mmpose", "5408bc76f5b848cf925a0d1857899011d8c5b497")  # tag v1.3.2
+
+# ImageNet checkpoints, as the sources name them (they are never downloaded: see InitCfg).
+IMAGENET_WEIGHTS = {
+    "paper": {"hrnet-w32": "hrnet_w32-36af842e.pth", "hrnet-w48": "hrnet_w48-8ef0771d.pth",
+              "hrformer-s": "hrt_small.pth", "hrformer-b": "hrt_base.pth"},
+    "mmpose": {"hrnet-w32": "hrnet_w32-36af842e.pth", "hrnet-w48": "hrnet_w48-8ef0771d.pth",
+               "hrformer-s": "hrformer_small-09516375_20220226.pth",
+               "hrformer-b": "hrformer_base-32815020_20220226.pth"},
+}
+
+_HRNEXT_NAMES = {"hrnext-s": "small", "hrnext-b": "base"}
+_HRFORMER_NAMES = {"hrformer-s": "small", "hrformer-b": "base"}
+_MMPOSE_HRFORMER = {"hrformer-s": "hrformer-small", "hrformer-b": "hrformer-base"}
+
+
+def _family(model: str) -> str:
+    return backbones.get_entry(model).family
+
+
+def _drop_path_default(model: str) -> float:
+    """The variant's own drop-path rate (``backbones``' variant table states it once)."""
+    return float(backbones.get_config(model).drop_path_rate)
+
+
+def _hw_name(hw: tuple) -> str:
+    return f"{hw[0]}x{hw[1]}"
+
+
+def _fair_recipe(model: str, hw: tuple, dataset: str) -> dict:
+    """HRNeXt's recipe (``configs/<dataset>/hrnext_*.py``), applied unchanged to every family."""
+    # Other families follow HRNeXt-S's config of the same size and dataset (only the backbone differs).
+    size = _HRNEXT_NAMES.get(model, "small")
     return dict(
+        source=SourceCfg(*HRNEXT_AUTHORS, f"configs/{dataset}/hrnext_{size}_{dataset}_{_hw_name(hw)}.py",
+                         note="" if _family(model) == "hrnext" else f"HRNeXt's recipe applied to {model}"),
+        augment="mmpose0x", half_body_min_kpts=6 if dataset == "crowdpose" else None,
         init=InitCfg(pretrain="none"),
         optim=OptimCfg(name="adamw", lr=4e-3, weight_decay=0.01, betas=(0.9, 0.999)),
         sched=SchedCfg(name="cosine", warmup_iters=500, warmup_ratio=0.001, min_lr_ratio=0.01),
-        train=TrainCfg(epochs=300, batch_size=512 if dataset == "crowdpose" else 256, sync_bn=True,
+        # 8 GPUs (HRNeXt README) x samples_per_gpu 32 (CrowdPose: 64).
+        train=TrainCfg(epochs=300, batch_size=8 * (64 if dataset == "crowdpose" else 32), sync_bn=True,
                        grad_checkpoint=True, val_interval=10, ckpt_interval=5),
+        overrides={},
     )
 
 
-def _paper_recipe(model: str, dataset: str) -> dict:
-    family = model.split("-")[0]
-    if family == "hrnext":
-        return _fair_recipe(dataset)
-    milestones = SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1,
-                          warmup_style="mmengine")
+def _hrnet_authors_recipe(model: str, hw: tuple, dataset: str) -> dict:
+    """The HRNet authors' ``experiments/coco/hrnet/w{32,48}_*_adam_lr1e-3.yaml`` with their training code."""
+    width = model.split("-w")[1]
+    return dict(
+        source=SourceCfg(*HRNET_AUTHORS, f"experiments/coco/hrnet/w{width}_{_hw_name(hw)}_adam_lr1e-3.yaml"),
+        augment="hrnet", half_body_min_kpts=None,
+        init=InitCfg(pretrain="imagenet", weights=IMAGENET_WEIGHTS["paper"][model]),
+        # lib/utils/utils.py get_optimizer: Adam(lr) without weight decay (WD is SGD's only).
+        optim=OptimCfg(name="adam", lr=1e-3, weight_decay=0.0, betas=(0.9, 0.999), no_decay_keys=()),
+        sched=SchedCfg(name="multistep", warmup_iters=0, milestones=(170, 200), gamma=0.1),
+        # GPUS (0,1,2,3) x BATCH_SIZE_PER_GPU 32 (24 for W48 at 384x288), DataParallel (no SyncBN);
+        # validation and checkpoint every epoch (tools/train.py), TEST.USE_GT_BBOX true for selection.
+        train=TrainCfg(epochs=210, batch_size=4 * (24 if (model == "hrnet-w48" and hw == (384, 288)) else 32),
+                       sync_bn=False, val_interval=1, ckpt_interval=1),
+        val_boxes="gt",
+        overrides={},
+    )
+
+
+def _hrformer_authors_recipe(model: str, hw: tuple, dataset: str) -> dict:
+    """The HRFormer authors' ``pose/configs/top_down/hrt/coco/hrt_{small,base}_coco_*.py`` (mmpose 0.x)."""
+    base384 = model == "hrformer-b" and hw == (384, 288)
+    drop = 0.3 if base384 else _drop_path_default(model)
+    slip = model == "hrformer-s" and hw == (384, 288)
+    return dict(
+        source=SourceCfg(*HRFORMER_AUTHORS,
+                         f"pose/configs/top_down/hrt/coco/hrt_{_HRFORMER_NAMES[model]}_coco_{_hw_name(hw)}.py",
+                         note="init.weights hrt_small.pth: the config's pretrained='/path/to/hrt_base.pth' is a "
+                              "slip (HRFormer-B weights do not fit HRFormer-S)" if slip else ""),
+        augment="mmpose0x", half_body_min_kpts=None,
+        init=InitCfg(pretrain="imagenet", weights=IMAGENET_WEIGHTS["paper"][model]),
+        optim=OptimCfg(name="adamw", lr=5e-4, weight_decay=0.01, betas=(0.9, 0.999)),
+        sched=SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1),
+        # 8 GPUs (pose/run_dist.sh) x samples_per_gpu 32 (8 for HRFormer-B 384x288); fp16 dynamic loss scale.
+        train=TrainCfg(epochs=210, batch_size=8 * (8 if base384 else 32), sync_bn=True, amp="fp16",
+                       val_interval=10, ckpt_interval=10 if base384 else 5),
+        overrides={} if drop == _drop_path_default(model) else {"drop_path_rate": drop},
+    )
+
+
+def _hrnext_authors_recipe(model: str, hw: tuple, dataset: str) -> dict:
+    return _fair_recipe(model, hw, dataset)
+
+
+def _mmpose_recipe(model: str, hw: tuple, dataset: str) -> dict:
+    """mmpose 1.x (v1.3.2) model zoo ``td-hm_<model>_8xb<n>-210e_<dataset>-<size>.py``."""
+    family = _family(model)
     if family == "hrnet":
-        batch = 512 if (model == "hrnet-w32" or dataset == "crowdpose") else 256
+        per_gpu = 64 if model == "hrnet-w32" else 32
+        name = f"td-hm_{model}_8xb{per_gpu}-210e"
         optim = OptimCfg(name="adam", lr=5e-4, weight_decay=0.0, betas=(0.9, 0.999), no_decay_keys=())
-    else:  # hrformer
-        batch = 256
+        amp, sync_bn = "none", False
+    else:
+        per_gpu = 32
+        name = f"td-hm_{_MMPOSE_HRFORMER[model]}_8xb32-210e"
         optim = OptimCfg(name="adamw", lr=5e-4, weight_decay=0.01, betas=(0.9, 0.999))
-    # mmpose's HRFormer configs use SyncBN (norm_cfg type='SyncBN'); its HRNet configs plain BN.
-    return dict(init=InitCfg(pretrain="imagenet"), optim=optim, sched=milestones,
-                train=TrainCfg(epochs=210, batch_size=batch, sync_bn=family == "hrformer", grad_checkpoint=False,
-                               val_interval=10, ckpt_interval=10))
+        amp, sync_bn = "fp16", True
+    cfg_ds = "crowdpose" if dataset == "crowdpose" else "coco"
+    return dict(
+        source=SourceCfg(*MMPOSE_1X, f"configs/body_2d_keypoint/topdown_heatmap/{cfg_ds}/{name}_{cfg_ds}-{_hw_name(hw)}.py"),
+        augment="mmpose1x", half_body_min_kpts=None,
+        init=InitCfg(pretrain="imagenet", weights=IMAGENET_WEIGHTS["mmpose"][model]),
+        optim=optim,
+        sched=SchedCfg(name="multistep", warmup_iters=500, warmup_ratio=0.001, milestones=(170, 200), gamma=0.1,
+                       warmup_style="mmengine"),
+        train=TrainCfg(epochs=210, batch_size=8 * per_gpu, sync_bn=sync_bn, amp=amp, val_interval=10,
+                       ckpt_interval=10),
+        overrides={},
+    )
 
 
-def _paper_experiment(dataset: str, model: str, hw: tuple, recipe: str) -> Experiment:
+_AUTHORS = {"hrnet": _hrnet_authors_recipe, "hrformer": _hrformer_authors_recipe, "hrnext": _hrnext_authors_recipe}
+
+
+def _recipe_parts(recipe: str, model: str, hw: tuple, dataset: str) -> dict:
+    if recipe == "fair":
+        return _fair_recipe(model, hw, dataset)
+    if recipe == "mmpose":
+        return _mmpose_recipe(model, hw, dataset)
+    return _AUTHORS[_family(model)](model, hw, dataset)
+
+
+def _has_source(recipe: str, model: str, hw: tuple, dataset: str) -> bool:
+    """Only rows whose source has a config: the HRNet/HRFormer authors and mmpose's HRFormer have no
+    CrowdPose configs, mmpose 1.x has one CrowdPose HRNet config (W32 256x192), no HRNeXt ones."""
+    family = _family(model)
+    if recipe == "fair":
+        return True
+    if recipe == "mmpose":
+        if family == "hrnext":
+            return False
+        return dataset != "crowdpose" or (model, hw) == ("hrnet-w32", (256, 192))
+    return dataset != "crowdpose" or family == "hrnext"
+
+
+def _paper_experiment(dataset: str, model: str, hw: tuple, recipe: str, selection: str = "") -> Experiment:
     ds = _DATASETS[dataset]
-    sigma = 2.0 if hw == (256, 192) else 3.0
-    parts = _fair_recipe(dataset) if recipe == "fair" else _paper_recipe(model, dataset)
+    parts = _recipe_parts(recipe, model, hw, dataset)
+    train_ds, train_root, train_split = ds["train"]
+    val_split, val_boxes = ds["val"]
+    val_boxes = parts.pop("val_boxes", val_boxes)
+    val_dataset = val_root = ""
+    if selection and _OCHUMAN_SELECTION[selection]:
+        val_dataset, val_root, val_split, val_boxes = _OCHUMAN_SELECTION[selection]
+    eval_ds, eval_root, eval_splits, eval_boxes = ds["eval"]
+    overrides = parts.pop("overrides")
+    suffix = f"-{selection}" if selection else ""
+    source: SourceCfg = parts.pop("source")
+    notes = [source.note] if source.note else []
+    if dataset == "ochuman" and "/ochuman/" not in source.config:
+        notes.append("the COCO recipe, evaluated on OCHuman with GT boxes")
+    if selection == "sel-coco" and "/ochuman/" in source.config:
+        notes.append("best checkpoint by COCO val2017 AP instead of the config's OCHuman val")
+    elif selection == "sel-ochuman" and "/ochuman/" not in source.config:
+        notes.append("best checkpoint by OCHuman val AP (GT boxes), HRNeXt's OCHuman protocol")
+    parts["source"] = dataclasses.replace(source, note="; ".join(notes))
     return Experiment(
-        name=f"{dataset}-{model}-{hw[0]}x{hw[1]}-{recipe}",
-        model=ModelCfg(name=model, num_keypoints=ds["num_keypoints"], overrides=dict(_MODEL_OVERRIDES[model])),
-        # Validation during training uses the detected boxes too (mmpose's val_dataloader bbox_file),
-        # so "best checkpoint by AP" is chosen on the number the paper reports.
-        data=DataCfg(dataset=ds["dataset"], root=ds["root"], input_size=hw, sigma=sigma,
-                     train_split=ds.get("train_split", "train"), val_split="val" if dataset != "crowdpose" else "test",
-                     val_boxes="det", det_file="auto"),
-        eval=EvalCfg(dataset=ds["eval_dataset"], root=ds["eval_root"], splits=ds["splits"], boxes=ds["boxes"],
-                     det_file=ds["det_file"], flip_test=True, batch_size=64),
+        name=f"{dataset}-{model}-{_hw_name(hw)}-{recipe}{suffix}",
+        model=ModelCfg(name=model, num_keypoints=ds["num_keypoints"], overrides=overrides),
+        data=DataCfg(dataset=train_ds, root=train_root, input_size=hw, sigma=default_sigma(hw),
+                     train_split=train_split, val_split=val_split, val_boxes=val_boxes,
+                     det_file="auto" if val_boxes == "det" else None, augment=parts.pop("augment"),
+                     half_body_min_kpts=parts.pop("half_body_min_kpts"), val_dataset=val_dataset, val_root=val_root),
+        eval=EvalCfg(dataset=eval_ds, root=eval_root, splits=eval_splits, boxes=eval_boxes,
+                     det_file="auto" if eval_boxes == "det" else None, flip_test=True, batch_size=64),
         recipe=recipe,
         **parts,
     )
 
 
-def _small_experiment(name: str, model: str, dataset: str, root: str, hw: tuple, recipe: str,
-                      epochs: int, batch: int, val_split: str) -> Experiment:
-    """Tiny CPU runs: demo variants, constant-ish lr, no warm-up dominating a short run."""
-    return Experiment(
-        name=name,
-        model=ModelCfg(name=model, num_keypoints=17),
-        data=DataCfg(dataset=dataset, root=root, input_size=hw, sigma=2.0, train_split="train",
-                     val_split=val_split, val_boxes="gt", num_workers=0),
-        init=InitCfg(pretrain="none"),
-        optim=OptimCfg(name="adamw", lr=2e-3, weight_decay=0.01),
-        sched=SchedCfg(name="cosine", warmup_iters=5, warmup_ratio=0.1, min_lr_ratio=0.1),
-        train=TrainCfg(epochs=epochs, batch_size=batch, sync_bn=False, val_interval=epochs,
-                       ckpt_interval=1, log_interval=5, deterministic=True),
-        eval=EvalCfg(dataset=dataset, root="", splits=(val_split,), boxes="gt", flip_test=True, batch_size=16),
-        recipe=recipe,
-    )
-
-
 def _demo_experiment(family: str) -> Experiment:
     """`make demo`'s recipe, identical for the three families (``harness.demo.DemoConfig`` has the same
-    defaults; a test keeps them equal).  Tuned on the 2-core CPU machine: 128x96 crops (32x24 heatmaps;
-    at 64x48 nothing beyond a mean pose was learnt), sigma 1.5, light augmentation, AdamW 5e-3 with a
-    per-iteration cosine over 9 epochs of batch 32 (~980 iterations).  Single-seed probes at 6 epochs
-    (hrnext-demo, val AP with detection boxes, sigma 2 unless said): this recipe 0.382, sigma 1.5 0.394
-    (AP .75 0.25 -> 0.31); DARK codec 0.357; lr 1e-2 0.364; flip-only augmentation 0.309; 3000 training
-    images for the same iterations 0.346.
-    """
+    defaults; a test keeps them equal): 128x96 crops, sigma 1.5, light augmentation, AdamW 5e-3 with a
+    per-iteration cosine over 9 epochs of batch 32 (the README's demo section says how it was chosen)."""
     return Experiment(
         name=f"demo-{family}",
         model=ModelCfg(name=f"{family}-demo", num_keypoints=17),
@@ -727,29 +887,56 @@ def _demo_experiment(family: str) -> Experiment:
     )
 
 
+RECIPES = ("paper", "mmpose", "fair")
+
+
 def _build_registry() -> dict[str, Experiment]:
     reg: dict[str, Experiment] = {}
     for dataset in _DATASETS:
-        for model, hw in _PAPER_ROWS:
-            for recipe in ("fair", "paper"):
-                exp = _paper_experiment(dataset, model, hw, recipe)
-                reg[exp.name] = exp
-    coco_mini = os.path.relpath(SHARED / "data" / "coco-mini", Path(__file__).resolve().parents[1])
+        for model, hw in PAPER_ROWS:
+            for recipe in RECIPES:
+                if not _has_source(recipe, model, hw, dataset):
+                    continue
+                for selection in (_OCHUMAN_SELECTION if dataset == "ochuman" else ("",)):
+                    exp = _paper_experiment(dataset, model, hw, recipe, selection)
+                    reg[exp.name] = exp
     for family in ("hrnet", "hrformer", "hrnext"):
         # The synthetic set comes from `python -m harness synth` (default root data/synthetic);
         # another root is one `--set data.root=DIR` away (eval.root follows data.root).
         reg[f"demo-{family}"] = _demo_experiment(family)
-        reg[f"coco-mini-{family}"] = _small_experiment(
-            f"coco-mini-{family}", f"{family}-demo", "coco", coco_mini, (64, 48), "test",
-            epochs=2, batch=8, val_split="val")
     return reg
 
 
 _REGISTRY = _build_registry()
 
 
-def list_experiments() -> list[str]:
-    return sorted(_REGISTRY)
+def eval_protocol(dataset: str) -> tuple[tuple[str, ...], str] | None:
+    """(splits, boxes) a benchmark's numbers are reported on (COCO val/det, OCHuman val+test/gt,
+    CrowdPose test/det), or None for a dataset without a registered protocol."""
+    ds = _DATASETS.get(dataset)
+    return (ds["eval"][2], ds["eval"][3]) if ds else None
+
+
+def row_experiment(dataset: str, model: str, hw: tuple, recipe: str = "paper") -> str | None:
+    """The registered experiment of a paper row under ``recipe`` (OCHuman: the COCO-selection one, whose
+    evaluation is the same for both protocols), or None."""
+    name = f"{dataset}-{model}-{_hw_name(hw)}-{recipe}" + ("-sel-coco" if dataset == "ochuman" else "")
+    return name if name in _REGISTRY else None
+
+
+def register_experiment(exp: Experiment, *, replace: bool = False) -> Experiment:
+    """Add ``exp`` to the registry under ``exp.name`` (e.g. a project's own experiments, or a test's)."""
+    if not isinstance(exp, Experiment):
+        raise ConfigError(f"experiment: expected an Experiment, got {type(exp).__name__}")
+    if exp.name in _REGISTRY and not replace and _REGISTRY[exp.name] != exp:
+        raise ConfigError(f"experiment: {exp.name!r} is already registered (pass replace=True)")
+    _REGISTRY[exp.name] = exp
+    return exp
+
+
+def list_experiments(recipe: str | None = None) -> list[str]:
+    """Registered experiment names (only those of ``recipe`` when given)."""
+    return sorted(n for n, e in _REGISTRY.items() if recipe is None or e.recipe == recipe)
 
 
 def get_experiment(name: str, overrides: list[str] | dict | None = None) -> Experiment:

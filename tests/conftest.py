@@ -1,6 +1,9 @@
 """Shared test fixtures."""
+import coco_mini  # a helper module next to this file (pytest puts tests/ on sys.path)
 import pytest
 import torch
+
+coco_mini.register()  # the coco-mini-<family> experiments the engine tests train (not in the product)
 
 
 @pytest.fixture

@@ -11,16 +11,32 @@ from harness.config import (ConfigError, DataCfg, Experiment, ModelCfg, TrainCfg
 PAPER_MODELS = ["hrnet-w32", "hrnet-w48", "hrformer-s", "hrformer-b", "hrnext-s", "hrnext-b"]
 
 
-def test_registry_has_every_paper_row_demo_and_coco_mini():
+def test_registry_has_three_recipes_per_paper_row_and_the_demo():
     names = set(list_experiments())
-    for ds in ("coco", "ochuman", "crowdpose"):
-        for m in PAPER_MODELS:
-            for hw in ("256x192", "384x288"):
-                for recipe in ("fair", "paper"):
-                    assert f"{ds}-{m}-{hw}-{recipe}" in names
+    for m in PAPER_MODELS:
+        recipes = ("paper", "mmpose", "fair") if not m.startswith("hrnext") else ("paper", "fair")
+        for hw in ("256x192", "384x288"):
+            for recipe in recipes:
+                assert f"coco-{m}-{hw}-{recipe}" in names
+                assert {f"ochuman-{m}-{hw}-{recipe}-sel-coco", f"ochuman-{m}-{hw}-{recipe}-sel-ochuman"} <= names
+            assert f"crowdpose-{m}-{hw}-fair" in names
+            # CrowdPose rows exist only where the source has a CrowdPose config.
+            assert (f"crowdpose-{m}-{hw}-paper" in names) == m.startswith("hrnext")
+            assert (f"crowdpose-{m}-{hw}-mmpose" in names) == (m == "hrnet-w32" and hw == "256x192")
     for fam in ("hrnet", "hrformer", "hrnext"):
-        assert f"demo-{fam}" in names and f"coco-mini-{fam}" in names
-    assert len(names) == 3 * 6 * 2 * 2 + 6
+        assert f"demo-{fam}" in names
+    assert not any(n.startswith("coco-mini") for n in list_experiments("paper") + list_experiments("fair"))
+    assert set(list_experiments("mmpose")) == {n for n in names if n.endswith(("-mmpose", "-mmpose-sel-coco",
+                                                                                "-mmpose-sel-ochuman"))}
+
+
+def test_product_registry_does_not_point_outside_the_repository():
+    """No registered experiment of the product is rooted in ../shared (a clone has no such folder)."""
+    import harness.config as config
+
+    for exp in config._build_registry().values():
+        for root in (exp.data.root, exp.data.val_root, exp.eval.root):
+            assert not root.startswith(("/", "..")) and "shared" not in root, (exp.name, root)
 
 
 def test_fair_configs_differ_only_in_backbone_fields():
@@ -30,50 +46,40 @@ def test_fair_configs_differ_only_in_backbone_fields():
         other = get_experiment(f"coco-{m}-256x192-fair")
         keys = set(diff(ref, other))
         assert all(k.startswith("model.") for k in keys), keys
-    assert set(diff(get_experiment("coco-hrnet-w32-256x192-fair"), ref)) == {
-        "model.name", "model.overrides.drop_path_rate"}
+    assert set(diff(get_experiment("coco-hrnet-w32-256x192-fair"), ref)) == {"model.name"}
     assert set(diff(get_experiment("coco-hrformer-s-256x192-fair"), ref)) == {"model.name"}
     # Same on CrowdPose (14 keypoints for every family).
     assert set(diff(get_experiment("crowdpose-hrformer-s-384x288-fair"),
                     get_experiment("crowdpose-hrnext-s-384x288-fair"))) == {"model.name"}
 
 
-def test_input_size_rows_differ_in_input_and_sigma_only():
-    keys = set(diff(get_experiment("coco-hrnet-w48-256x192-paper"), get_experiment("coco-hrnet-w48-384x288-paper")))
+def test_input_size_rows_differ_in_input_sigma_and_what_the_source_changes():
+    keys = set(diff(get_experiment("coco-hrnet-w48-256x192-mmpose"), get_experiment("coco-hrnet-w48-384x288-mmpose")))
     assert keys == {"data.input_size", "data.sigma"}
+    # The HRNet authors train W48 at 384x288 with 24 images per GPU instead of 32.
+    keys = set(diff(get_experiment("coco-hrnet-w48-256x192-paper"), get_experiment("coco-hrnet-w48-384x288-paper")))
+    assert keys == {"data.input_size", "data.sigma", "train.batch_size"}
 
 
-def test_paper_recipes_match_the_released_configs():
-    hrnet = get_experiment("coco-hrnet-w32-256x192-paper")
-    assert (hrnet.optim.name, hrnet.optim.lr, hrnet.optim.weight_decay) == ("adam", 5e-4, 0.0)
-    assert (hrnet.sched.name, hrnet.sched.milestones, hrnet.sched.gamma) == ("multistep", (170, 200), 0.1)
-    assert (hrnet.sched.warmup_iters, hrnet.sched.warmup_ratio) == (500, 0.001)
-    assert (hrnet.train.epochs, hrnet.train.batch_size, hrnet.init.pretrain) == (210, 512, "imagenet")
-    assert get_experiment("coco-hrnet-w48-256x192-paper").train.batch_size == 256
-    hrf = get_experiment("coco-hrformer-b-256x192-paper")
-    assert (hrf.optim.name, hrf.optim.lr, hrf.optim.weight_decay, hrf.optim.betas) == ("adamw", 5e-4, 0.01, (0.9, 0.999))
-    assert hrf.optim.no_decay_keys == ("relative_position_bias_table",)
-    assert (hrf.train.epochs, hrf.train.batch_size, hrf.train.clip_grad, hrf.train.sync_bn) == (210, 256, None, True)
-    assert hrnet.train.sync_bn is False
-    assert hrf.model.overrides == {"drop_path_rate": 0.2}
+def test_hrnext_paper_recipe_is_the_fair_one():
     nxt = get_experiment("coco-hrnext-s-256x192-paper")
-    assert (nxt.optim.name, nxt.optim.lr, nxt.optim.weight_decay) == ("adamw", 4e-3, 0.01)
-    assert (nxt.sched.name, nxt.sched.min_lr_ratio, nxt.sched.warmup_iters) == ("cosine", 0.01, 500)
-    assert (nxt.train.epochs, nxt.train.batch_size, nxt.train.sync_bn, nxt.init.pretrain) == (300, 256, True, "none")
-    # HRNeXt's own recipe is the fair one.
     assert diff(nxt, get_experiment("coco-hrnext-s-256x192-fair")) == {"recipe": ("paper", "fair")}
-    assert get_experiment("crowdpose-hrnext-s-256x192-fair").train.batch_size == 512
-    assert get_experiment("coco-hrnet-w32-384x288-paper").data.sigma == 3.0
 
 
 def test_ochuman_rows_evaluate_the_coco_model_with_gt_boxes():
-    och = get_experiment("ochuman-hrnet-w32-256x192-paper")
-    coco = get_experiment("coco-hrnet-w32-256x192-paper")
-    assert (och.eval.dataset, och.eval.splits, och.eval.boxes) == ("ochuman", ("val", "test"), "gt")
-    # Training is the COCO row's: only the evaluation differs.
-    assert all(k.startswith("eval.") for k in diff(och, coco))
-    assert config_hash(och) != config_hash(coco)
-    cp = get_experiment("crowdpose-hrnet-w32-256x192-paper")
+    for recipe in ("paper", "mmpose", "fair"):
+        och = get_experiment(f"ochuman-hrnet-w32-256x192-{recipe}-sel-coco")
+        coco = get_experiment(f"coco-hrnet-w32-256x192-{recipe}")
+        assert (och.eval.dataset, och.eval.splits, och.eval.boxes) == ("ochuman", ("val", "test"), "gt")
+        # Training and selection are the COCO row's: only the evaluation differs.
+        assert all(k.startswith("eval.") for k in diff(och, coco)), diff(och, coco)
+        assert config_hash(och) != config_hash(coco)
+        sel = get_experiment(f"ochuman-hrnet-w32-256x192-{recipe}-sel-ochuman")
+        assert (sel.data.val_dataset, sel.data.val_split, sel.data.val_boxes) == ("ochuman", "val", "gt")
+        assert set(diff(sel, och)) <= {"data.val_dataset", "data.val_root", "data.val_split", "data.val_boxes",
+                                   "data.det_file"}
+        assert config_hash(sel) != config_hash(och)
+    cp = get_experiment("crowdpose-hrnet-w32-256x192-fair")
     assert (cp.model.num_keypoints, cp.data.train_split, cp.eval.splits) == (14, "trainval", ("test",))
 
 
@@ -188,12 +194,16 @@ def test_augment_preset_is_typed_and_reaches_the_dataset(tmp_path):
     from harness.data.transforms import AUGMENT_PRESETS
     from harness.engine.builders import build_dataset
 
-    with pytest.raises(ConfigError, match=r"data\.augment: must be one of \['standard', 'light', 'flip-only'\]"):
+    with pytest.raises(ConfigError, match=r"data\.augment: must be one of \['mmpose0x', 'mmpose1x', 'hrnet', "
+                                          r"'light', 'flip-only'\]"):
         get_experiment("coco-mini-hrnet", ["data.augment=heavy"])
     exp = get_experiment("coco-mini-hrnet", ["data.augment=light"])
     ds = build_dataset(exp, exp.data.train_split, train=True)
     assert ds.augment == AUGMENT_PRESETS["light"] and ds.augment.rot_factor == 15.0
-    assert get_experiment("coco-mini-hrnet").data.augment == "standard"
+    assert get_experiment("coco-mini-hrnet").data.augment == "mmpose0x"
+    crowd = get_experiment("crowdpose-hrnext-s-256x192-paper")  # HRNeXt's CrowdPose: num_joints_half_body=6
+    assert crowd.data.half_body_min_kpts == 6
+    assert get_experiment("coco-mini-hrnet", ["data.half_body_min_kpts=6"]).data.half_body_min_kpts == 6
 
 
 def test_codec_choice_is_typed_and_reaches_the_dataset():

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             data = val
     torch.set_num_threads(1)  # same arithmetic in every process -> comparable runs
+    import coco_mini  # tests/ is on sys.path when this file runs as a script
+
+    coco_mini.register()
     install(model=model, data=data)
     return run_cli(argv)
 

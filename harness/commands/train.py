@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--test", action="store_true", help="after training, run `test` on the best checkpoint")
     p.add_argument("--results-root", default="results/runs", help="results store for --test records")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    p.add_argument("--list", action="store_true", help="list the registered experiments and exit")
+    p.add_argument("--list", action="store_true",
+                   help="list the registered experiments with their recipe (paper, mmpose, fair) and source, and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     s = p.add_argument_group("SLURM (optional extra: pip install 'hrbench[slurm]')")
     s.add_argument("--slurm-nodes", type=int, metavar="N",
@@ -91,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from harness.config import ConfigError, get_experiment, list_experiments
 
     if args.list:
-        print("\n".join(list_experiments()))
+        print(_experiment_table(list_experiments()))
         return 0
     if not args.experiment:
         return _print_err("train: give an experiment name (see --list)")
@@ -130,6 +131,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_table(names: list[str]) -> str:
+    """One line per experiment: name, recipe and the source it was read from (for ``train --list``)."""
+    from harness.config import get_experiment
+
+    rows = [(n, get_experiment(n)) for n in names]
+    width = max((len(n) for n, _ in rows), default=10)
+    lines = [f"{'experiment':<{width}}  {'recipe':<7} source", f"{'-' * width}  {'-' * 7} {'-' * 6}"]
+    for name, exp in rows:
+        lines.append(f"{name:<{width}}  {exp.recipe:<7} {exp.source.label() or '-'}"
+                     + (f" ({exp.source.note})" if exp.source.note else ""))
+    lines.append("\nrecipes: paper = the code behind the HRNeXt paper's number (HRNet/HRFormer/HRNeXt authors'), "
+                 "mmpose = mmpose 1.x model zoo, fair = HRNeXt's recipe for every family")
+    return "\n".join(lines)
+
+
 def _submit_slurm(exp, args: argparse.Namespace) -> int:
     from harness.engine.slurm import submit
 
@@ -164,10 +180,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 # How each paper evaluates: (splits, person boxes).
-_PAPER_EVAL = {"coco": (("val",), "det"), "ochuman": (("val", "test"), "gt"), "crowdpose": (("test",), "det"),
-               "synthetic": (("val",), "gt")}
-
-
 def published_experiment(model: str, data: str, data_root: str, *, input_size: tuple[int, int],
                          splits: tuple[str, ...] | None, boxes: str | None, det_file: str | None,
                          flip: bool, batch_size: int):
@@ -176,14 +188,16 @@ def published_experiment(model: str, data: str, data_root: str, *, input_size: t
     Starts from the registered paper row when there is one (so the record carries the paper's
     pretrain setting and sigma), otherwise from a generic row.
     """
-    from harness.config import DataCfg, EvalCfg, Experiment, InitCfg, ModelCfg, get_experiment, list_experiments
+    from harness.config import (DataCfg, EvalCfg, Experiment, InitCfg, ModelCfg, SourceCfg, eval_protocol,
+                                get_experiment, row_experiment)
 
     h, w = input_size
-    row = f"{data}-{model}-{h}x{w}-paper"
-    if row in list_experiments():
+    row = row_experiment(data, model, (h, w))
+    if row is not None:
         base = get_experiment(row)
     else:
-        paper_splits, paper_boxes = _PAPER_EVAL.get(data, (("val",), "gt"))
+        row = f"{data}-{model}-{h}x{w}-paper"
+        paper_splits, paper_boxes = eval_protocol(data) or (("val",), "gt")
         base = Experiment(name=row, model=ModelCfg(name=model, num_keypoints=14 if data == "crowdpose" else 17),
                           data=DataCfg(dataset=data, root=data_root, input_size=(h, w)),
                           init=InitCfg(pretrain="none"),
@@ -194,7 +208,7 @@ def published_experiment(model: str, data: str, data_root: str, *, input_size: t
                              boxes=boxes or ev.boxes, det_file=det_file if det_file else ev.det_file,
                              flip_test=flip, batch_size=batch_size)
     pretrain = "none" if model.startswith("hrnext") else base.init.pretrain
-    return dataclasses.replace(base, name=f"published-{data}-{model}-{h}x{w}", recipe="published",
+    return dataclasses.replace(base, name=f"published-{data}-{model}-{h}x{w}", recipe="published", source=SourceCfg(),
                                data=dataclasses.replace(base.data, root=data_root), eval=ev,
                                init=InitCfg(pretrain=pretrain))
 

@@ -24,6 +24,11 @@ def _trunc_int(x: np.ndarray) -> np.ndarray:
     return np.trunc(x).astype(np.int64)
 
 
+def default_sigma(input_size_hw: tuple[int, int]) -> float:
+    """The sources' heatmap sigma for a (H, W) input: 2 up to 256x192, 3 above (384x288)."""
+    return 2.0 if input_size_hw[0] <= 256 else 3.0
+
+
 @dataclass(frozen=True)
 class HeatmapCodec:
     """Encode keypoints to Gaussian heatmaps and decode heatmaps back to keypoints.
@@ -59,11 +64,12 @@ class HeatmapCodec:
             raise ValueError("HeatmapCodec: choose one of udp / dark (UDP decoding is DARK-based)")
 
     @classmethod
-    def for_input(cls, input_size_hw: tuple[int, int], *, udp: bool = False, dark: bool = False
-                  ) -> "HeatmapCodec":
-        """Standard codec for a (H, W) input: heatmaps at 1/4, sigma 2 (256x192) / 3 (384x288)."""
+    def for_input(cls, input_size_hw: tuple[int, int], *, sigma: float | None = None, udp: bool = False,
+                  dark: bool = False) -> "HeatmapCodec":
+        """Codec for a (H, W) input: heatmaps at 1/4, ``sigma`` (default :func:`default_sigma`), the
+        modulation kernel of that sigma (11 up to sigma 2, else 17, as the sources pair them)."""
         h, w = input_size_hw
-        sigma = 2.0 if h <= 256 else 3.0
+        sigma = default_sigma(input_size_hw) if sigma is None else float(sigma)
         return cls(input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=sigma, udp=udp,
                    dark=dark, blur_kernel_size=11 if sigma <= 2 else 17)
 

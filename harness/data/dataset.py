@@ -28,6 +28,7 @@ from harness.data.transforms import (
     flip_matrix,
     get_affine_matrix,
     get_udp_affine_matrix,
+    instance_shifts_0x,
     sample_augmentation,
     warp_image,
 )
@@ -108,6 +109,9 @@ class TopDownDataset(Dataset):
         boxes = np.stack([inst.bbox for inst in instances]) if instances else np.zeros((0, 4))
         # (N, 2) each: the un-augmented crops; used for evaluation and for `area`.
         self.centers, self.scales = bbox_xywh_to_cs(boxes, self.aspect_ratio, self.cfg.padding)
+        # (N, 2) unpadded box sizes: training starts from the padded box before its aspect-ratio fix
+        # (mmpose 1.x shifts relative to it; the fix follows the random scale, as in TopdownAffine).
+        self.box_wh = boxes[:, 2:].astype(np.float64)
 
     # ------------------------------------------------------------------ API
     def __len__(self) -> int:
@@ -140,6 +144,11 @@ class TopDownDataset(Dataset):
         kps, vis = inst.keypoints.astype(np.float64), inst.visible
         rot, flipped = 0.0, False
         if self.cfg.train:
+            # mmpose 0.x's box shift is fixed per instance (drawn from (seed, index) only); the rest is
+            # drawn from (seed, epoch, index).
+            center = center + instance_shifts_0x(self.cfg.seed, self.box_wh[index:index + 1], self.augment,
+                                                 indices=[index])[0]
+            scale = self.box_wh[index] * self.cfg.padding
             center, scale, rot, flipped, kps, vis = sample_augmentation(
                 self.rng(index), self.augment, kps, vis, center, scale, inst.width,
                 self.meta.flip_indices, self.meta.upper_body_ids, self.meta.lower_body_ids,

@@ -5,7 +5,8 @@ import, so tests can substitute tiny stand-ins with ``monkeypatch.setattr(builde
 """
 from __future__ import annotations
 
-import inspect
+import dataclasses
+import hashlib
 import logging
 import os
 import platform
@@ -16,7 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.config import Experiment, config_hash
+from harness.config import PRETRAINED_ENV, Experiment, config_hash
+from harness.data import HeatmapCodec
+from harness.data import build_dataset as _build_dataset
+from harness.data.transforms import AUGMENT_PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +48,68 @@ def build_model(exp: Experiment) -> nn.Module:
     return model
 
 
+def pretrained_path(weights: str) -> Path:
+    """Where ``init.weights`` lives: a bare file name is looked up in ``$HRBENCH_PRETRAINED``, else in
+    ``data/pretrained/`` (from the working directory, else the repo root); a path is used as given."""
+    if Path(weights).name == weights:
+        folder = os.environ.get(PRETRAINED_ENV) or "data/pretrained"
+        return resolve_path(Path(folder) / weights)
+    return resolve_path(weights)
+
+
 def init_backbone(model: nn.Module, exp: Experiment) -> None:
-    """Apply ``init.pretrain``: ImageNet weights go into the backbone only; the head stays fresh."""
+    """Apply ``init.pretrain``: ImageNet weights go into the backbone only; the head stays fresh.
+
+    The key check is on unless ``init.strict=false``. What was loaded is kept on the model as
+    ``model.init_info`` (file, sha256 prefix, tensors loaded, layout) for the result records.
+    """
     if exp.init.pretrain == "none":
         return
     if not exp.init.weights:
         raise ValueError(f"init.weights: recipe {exp.recipe!r} starts from ImageNet-pretrained backbone weights "
                          f"(init.pretrain=imagenet); pass the file with --set init.weights=PATH")
-    path = resolve_path(exp.init.weights)
+    path = pretrained_path(exp.init.weights)
     if not path.is_file():
-        raise FileNotFoundError(f"init.weights: {path} does not exist")
-    from harness import load_weights
+        raise FileNotFoundError(
+            f"init.weights: {path} does not exist (recipe {exp.recipe!r} expects the ImageNet checkpoint "
+            f"{Path(exp.init.weights).name!r}; put it in ${PRETRAINED_ENV} or data/pretrained/, or give a path "
+            f"with --set init.weights=PATH)")
+    from harness.checkpoint import CheckpointError, load_weights
 
-    report = load_weights(model, str(path), strict=False, backbone_only=True)
-    log.info("initialised backbone from %s: %s", path, report.summary() if hasattr(report, "summary") else report)
+    report = load_weights(model, str(path), strict=exp.init.strict, backbone_only=True)
+    if report.loaded == 0:  # even a partial load must load something
+        raise CheckpointError(f"init.weights: no tensor of {path} fits the {exp.model.name} backbone "
+                              f"(init.strict=false loads what fits, but nothing does):\n{report.summary()}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    model.init_info = {"file": path.name, "sha256": digest[:12], "tensors_loaded": report.loaded,
+                       "layout": report.layout, "strict": exp.init.strict,
+                       "missing": len(report.missing), "unexpected": len(report.unexpected) + len(report.mismatched)}
+    log.info("initialised backbone from %s (sha256 %s): %s", path, digest[:12], report.summary())
 
 
 def build_dataset(exp: Experiment, split: str, *, train: bool, eval_set: bool = False):
     """A TopDownDataset for ``split``; ``eval_set`` picks the eval section's dataset/boxes."""
-    from harness.data import build_dataset as _build
-
     if eval_set:
         name, root = exp.eval.dataset, exp.eval.root or exp.data.root
         det_file = exp.eval.det_file if exp.eval.boxes == "det" else None
         thr = exp.eval.det_score_thr
-    else:
-        name, root = exp.data.dataset, exp.data.root
-        det_file = exp.data.det_file if (not train and exp.data.val_boxes == "det") else None
+    elif train:
+        name, root, det_file, thr = exp.data.dataset, exp.data.root, None, exp.data.det_score_thr
+    else:  # checkpoint selection: possibly another dataset than the training one (data.val_dataset)
+        name = exp.data.val_dataset_name
+        root = exp.data.val_root or exp.data.root
+        det_file = exp.data.det_file if exp.data.val_boxes == "det" else None
         thr = exp.data.det_score_thr
-    from harness.data.transforms import AUGMENT_PRESETS
-
+    augment = AUGMENT_PRESETS[exp.data.augment]
+    if exp.data.half_body_min_kpts is not None:  # a per-dataset threshold (HRNeXt's CrowdPose: 6)
+        augment = dataclasses.replace(augment, half_body_min_kpts=exp.data.half_body_min_kpts)
+    # The experiment's sigma rather than the size-based default, so `--set data.sigma=...` reaches the targets.
+    codec = HeatmapCodec.for_input(tuple(exp.data.input_size), sigma=exp.data.sigma,
+                                   dark=exp.data.codec == "dark", udp=exp.data.codec == "udp")
     kwargs: dict[str, Any] = dict(input_size=tuple(exp.data.input_size), train=train,
-                                  det_file=_det_path(det_file),
-                                  det_score_thr=thr, seed=exp.train.seed,
-                                  augment=AUGMENT_PRESETS[exp.data.augment])
-    if "codec" in inspect.signature(_build).parameters:
-        # The experiment's sigma (2 at 256x192, 3 at 384x288 in the papers) rather than the data
-        # module's size-based default, so `--set data.sigma=...` ablations reach the targets.
-        from harness.data import HeatmapCodec
-
-        h, w = exp.data.input_size
-        sigma = float(exp.data.sigma)
-        kwargs["codec"] = HeatmapCodec(input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=sigma,
-                                       blur_kernel_size=11 if sigma <= 2 else 17,
-                                       dark=exp.data.codec == "dark", udp=exp.data.codec == "udp")
-    return _build(name, str(resolve_path(root)), split, **kwargs)
+                                  det_file=_det_path(det_file), det_score_thr=thr, seed=exp.train.seed,
+                                  augment=augment, codec=codec)
+    return _build_dataset(name, str(resolve_path(root)), split, **kwargs)
 
 
 def _det_path(det_file: str | None) -> str | None:
@@ -178,12 +199,18 @@ def make_record(exp: Experiment, *, model: nn.Module, dataset_name: str, split: 
     extra = dict(extra or {})
     if exp.init.pretrain != "none" and exp.init.weights:
         extra["init_weights"] = Path(exp.init.weights).name  # which ImageNet file initialised the backbone
+        init_info = getattr(model, "init_info", None)  # set by init_backbone when this model was initialised
+        if init_info:
+            extra["init"] = dict(init_info)
+    # Which split picked the best checkpoint (the OCHuman protocols differ only here).
+    extra.setdefault("selection", f"{exp.data.val_dataset_name} {exp.data.val_split} ({exp.data.val_boxes} boxes)")
     if other:
         extra["other_metrics"] = other
     return dict(
         schema_version=1, kind="measured", model=exp.model.name, family=exp.family, experiment=exp.name,
         dataset=dataset_name, split=split, boxes=boxes, input_size=list(exp.data.input_size), metrics=known,
-        params=count_params(model), gflops=gflops, recipe=exp.recipe, pretrain=exp.init.pretrain,
+        params=count_params(model), gflops=gflops, recipe=exp.recipe, source=exp.source.label() or None,
+        pretrain=exp.init.pretrain,
         config_hash=config_hash(exp), seed=exp.train.seed, git_commit=git_commit(), hardware=hardware(),
         checkpoint=checkpoint, extra=extra,
     )

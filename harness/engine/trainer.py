@@ -590,7 +590,8 @@ class Trainer:
             log.info("epoch %d validation: %s", st.epoch,
                      ", ".join(f"{k}={float(v):.4f}" for k, v in metrics.items()))
             boxes = exp.data.val_boxes
-            rec = builders.make_record(exp, model=model, dataset_name=exp.data.dataset, split=exp.data.val_split,
+            rec = builders.make_record(exp, model=model, dataset_name=exp.data.val_dataset_name,
+                                       split=exp.data.val_split,
                                        boxes=boxes, metrics=metrics, checkpoint=None,
                                        extra={"stage": "validation", "epoch": st.epoch, "iter": st.global_iter,
                                               "weights": "ema" if self.ema else "model"})

@@ -125,6 +125,8 @@ class RunRecord:
     config_hash: str
     seed: int
     gflops: float | None = None
+    # Where the recipe was read from, ``owner/name@commit:config`` (harness.config.SourceCfg.label).
+    source: str | None = None
     git_commit: str | None = None
     hardware: str | dict | None = None
     date: str = field(default_factory=now_iso)
@@ -153,6 +155,8 @@ class RunRecord:
               f"expected a positive number or null, got {self.gflops!r}")
         self.gflops = None if self.gflops is None else float(self.gflops)
         _check_str(self.recipe, "recipe")
+        _need(self.source is None or isinstance(self.source, str), "source",
+              f"expected a string or null, got {self.source!r}")
         _check_str(self.pretrain, "pretrain", choices=PRETRAIN)
         _need(isinstance(self.config_hash, str) and bool(_HEX.match(self.config_hash)), "config_hash",
               f"expected >= 8 alphanumeric characters, got {self.config_hash!r}")

@@ -99,6 +99,13 @@ def _metric(v: float | None) -> float:
     return math.nan if v is None or v == -1.0 else float(v)
 
 
+def _measured_source(rec: RunRecord) -> str:
+    """The footnote text of a measured row: the experiment, and the code its recipe was read from."""
+    if rec.source:
+        return f"measured: {rec.experiment} (recipe {rec.recipe} from {rec.source})"
+    return f"measured: {rec.experiment}"
+
+
 def _run_row(rec: RunRecord, path: Path) -> dict[str, Any]:
     h, w = rec.input_size
     row: dict[str, Any] = {
@@ -108,7 +115,7 @@ def _run_row(rec: RunRecord, path: Path) -> dict[str, Any]:
         "gflops": math.nan if rec.gflops is None else float(rec.gflops),
         "experiment": rec.experiment, "recipe": rec.recipe, "seed": rec.seed, "config_hash": rec.config_hash,
         "git_commit": rec.git_commit, "hardware": _hardware_str(rec.hardware), "date": rec.date,
-        "checkpoint": rec.checkpoint, "extra": rec.extra, "source": f"measured: {rec.experiment}",
+        "checkpoint": rec.checkpoint, "extra": rec.extra, "source": _measured_source(rec),
         "file": str(path),
     }
     row.update({k: _metric(v) for k, v in rec.metrics.items()})
