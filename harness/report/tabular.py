@@ -85,6 +85,7 @@ class Table:
         rows: cell texts (plain Unicode; :class:`Strong` for bold), ``len(columns)`` per row.
         frame: the numbers for the CSV (numeric cells stay numbers); ``None`` writes the texts.
         title: Markdown heading (``### title``) and, unless ``caption`` is given, the LaTeX caption.
+        intro: a Markdown paragraph between the heading and the table.
         caption / label: the LaTeX float's caption (plain text) and ``\\label{tab:<label>}``.
         notes: paragraphs under the table (plain text; Markdown may use its inline markup).
         groups: per row a group key; LaTeX draws a ``\\midrule`` where it changes (e.g. model family).
@@ -95,6 +96,7 @@ class Table:
     rows: Sequence[Sequence[str]]
     frame: pd.DataFrame | None = None
     title: str = ""
+    intro: str = ""
     caption: str | None = None
     label: str | None = None
     notes: Sequence[str] = field(default_factory=tuple)
@@ -116,6 +118,7 @@ class Table:
             return f"**{s}**" if isinstance(c, Strong) else s
 
         lines = [f"{'#' * self.heading_level} {self.title}", ""] if self.title else []
+        lines += [self.intro, ""] if self.intro else []
         lines += ["| " + " | ".join(md_escape(c.header) for c in self.columns) + " |",
                   "|" + "|".join(_MD_ALIGN[c.align] for c in self.columns) + "|"]
         lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in self.rows]
