@@ -298,6 +298,15 @@ class EvalCfg:
 
 @dataclass(frozen=True)
 class Experiment:
+    """One training/evaluation run, fully specified: model, data, initialisation, optimiser, schedule,
+    training loop and evaluation protocol (one typed section each), plus the recipe it follows.
+
+    Validated on construction (errors name the field); frozen, so overrides make a new one
+    (:func:`apply_overrides`, ``--set section.field=value``). :func:`config_hash` of everything but
+    ``work_dir`` identifies the run in result records and done markers; ``to_dict``/``from_dict``
+    round-trip through ``config.json``. Registered experiments: :func:`list_experiments`.
+    """
+
     name: str
     model: ModelCfg
     data: DataCfg
@@ -663,8 +672,8 @@ def _small_experiment(name: str, model: str, dataset: str, root: str, hw: tuple,
 
 
 def _demo_experiment(family: str) -> Experiment:
-    """`make demo`'s recipe, identical for the three families (``harness.demo.DemoConfig`` has the same
-    defaults; a test keeps them equal).  Tuned on the 2-core CPU machine: 128x96 crops (32x24 heatmaps;
+    """`make demo`'s recipe, identical for the three families (``harness.experiments.demo.DemoConfig``
+    reads its defaults from here).  Tuned on the 2-core CPU machine: 128x96 crops (32x24 heatmaps;
     at 64x48 nothing beyond a mean pose was learnt), sigma 1.5, light augmentation, AdamW 5e-3 with a
     per-iteration cosine over 9 epochs of batch 32 (~980 iterations).  Single-seed probes at 6 epochs
     (hrnext-demo, val AP with detection boxes, sigma 2 unless said): this recipe 0.382, sigma 1.5 0.394

@@ -16,7 +16,8 @@ import pytest
 from harness.commands import report as report_cmd
 from harness.report import figures as figures_mod
 from harness.report import labels as labels_mod
-from harness.report import make_figures, make_table, pareto_front
+from harness.report.figures import make_figures, pareto_front
+from harness.report.tables import make_table
 from harness.report.costs import cached_profiles, default_live_profile
 from harness.results import load_results
 
