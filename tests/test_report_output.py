@@ -12,7 +12,7 @@ from harness.io import read_marker, write_marker
 from harness.report import experiments as rexp
 from harness.report.labels import place_labels
 from harness.report.plots import Segment, Series, draw_series, new_figure, save_figure
-from harness.report.tabular import Column, Strong, Table, fmt_num, md_escape, tex_escape
+from harness.report.tabular import Column, Strong, Table, fmt_num, md_escape, tex_escape, tex_text
 
 
 def _table(**kw) -> Table:
@@ -46,6 +46,9 @@ def test_latex_escapes_specials_and_writes_math_signs():
     assert r"\par\footnotesize n1" in tex and tex.rstrip().endswith(r"\end{table}")
     assert tex_escape("a_b{c}~^\\$") == r"a\_b\{c\}\textasciitilde{}\textasciicircum{}\textbackslash{}\$"
     assert tex_escape("256×192 – x") == r"256$\times$192 -- x"
+    # Free text: Markdown code spans become \texttt (an unpaired backtick is left as text).
+    assert tex_text("base `demo_x` on `val`") == r"base \texttt{demo\_x} on \texttt{val}"
+    assert tex_text("it`s") == "it`s"
 
 
 def test_csv_writes_the_numbers_and_write_is_atomic(tmp_path):

@@ -24,7 +24,7 @@ import pandas as pd
 
 from harness.io import atomic_write_text
 
-__all__ = ["Column", "Strong", "Table", "fmt_num", "md_escape", "tex_escape"]
+__all__ = ["Column", "Strong", "Table", "fmt_num", "md_escape", "tex_escape", "tex_text"]
 
 MISSING = "-"
 
@@ -41,6 +41,14 @@ class Strong(str):
 def tex_escape(s: str) -> str:
     """Plain text -> LaTeX text (specials escaped, ``±``/``×``/``Δ`` as math, ``–`` as ``--``)."""
     return "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(s))
+
+
+def tex_text(s: str) -> str:
+    """Free text (captions, notes) -> LaTeX: as :func:`tex_escape`, Markdown ``code`` as ``\\texttt``."""
+    parts = str(s).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: no code spans
+        return tex_escape(s)
+    return "".join(tex_escape(p) if i % 2 == 0 else rf"\texttt{{{tex_escape(p)}}}" for i, p in enumerate(parts))
 
 
 def md_escape(s: str) -> str:
@@ -135,7 +143,7 @@ class Table:
 
         caption = self.caption if self.caption is not None else self.title
         lines = [f"% {self.comment}"] if self.comment else []
-        lines += [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{tex_escape(caption)}}}"]
+        lines += [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{tex_text(caption)}}}"]
         if self.label:
             lines.append(rf"\label{{tab:{self.label}}}")
         lines += [rf"\begin{{tabular}}{{{''.join(c.align for c in self.columns)}}}", r"\toprule",
@@ -146,7 +154,7 @@ class Table:
                 lines.append(r"\midrule")
             lines.append(" & ".join(cell(c) for c in r) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
-        lines += [rf"\par\footnotesize {tex_escape(n)}" for n in self.notes]
+        lines += [rf"\par\footnotesize {tex_text(n)}" for n in self.notes]
         lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
 
