@@ -50,6 +50,7 @@ def test_smoke_run_writes_table_plot_and_records(smoke):
     assert csv["params (M)"].between(1.0, 1.6).all()  # the demo variants: 1.3-1.5M parameters
     assert (csv["GFLOPs"] > 0).all() and (csv["latency (ms)"] > 0).all()
     md = (out / "table.md").read_text()
+    assert r"\begin{tabular}{lrrrrrrrr}" in (out / "table.tex").read_text()
     assert md.startswith("| model | AP |") and md.count("-DEMO |") == 3 and "64x48 input" in md
     # Plot: a real PNG of the figure's size.
     img = cv2.imread(str(out / "accuracy_vs_cost.png"))

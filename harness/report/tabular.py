@@ -14,15 +14,18 @@ cells, one per :class:`Column`; extra columns are just more entries.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.io import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Column", "Strong", "Table", "fmt_num", "md_escape", "tex_escape", "tex_text"]
 
@@ -159,10 +162,14 @@ class Table:
         return "\n".join(lines) + "\n"
 
     def csv(self, float_format: str | None = None) -> str:
-        """The numbers (``frame``) as CSV; the cell texts when there is no frame."""
-        frame = self.frame if self.frame is not None else pd.DataFrame(
-            [list(r) for r in self.rows], columns=[c.header for c in self.columns])
-        return frame.to_csv(index=False, float_format=float_format)
+        """The numbers (``frame``, via ``DataFrame.to_csv``) as CSV; the cell texts when there is no frame."""
+        if self.frame is not None:
+            return self.frame.to_csv(index=False, float_format=float_format)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([c.header for c in self.columns])
+        w.writerows([list(r) for r in self.rows])
+        return buf.getvalue()
 
     def write(self, stem: str | os.PathLike, formats: Sequence[str] = ("md", "tex", "csv"),
               float_format: str | None = None) -> dict[str, Path]:
