@@ -384,10 +384,16 @@ class SourceCfg:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One runnable experiment: model, data, init, optimiser, schedule, training and evaluation settings.
+    """One training/evaluation run, fully specified: model, data, initialisation, optimiser, schedule,
+    training loop and evaluation protocol (one typed section each), plus the recipe it follows.
 
     ``recipe`` names the recipe family (``paper``, ``mmpose``, ``fair``, ``demo``, ...) and ``source``
     where it was read from.
+
+    Validated on construction (errors name the field); frozen, so overrides make a new one
+    (:func:`apply_overrides`, ``--set section.field=value``). :func:`config_hash` of everything but
+    ``work_dir`` identifies the run in result records and done markers; ``to_dict``/``from_dict``
+    round-trip through ``config.json``. Registered experiments: :func:`list_experiments`.
     """
 
     name: str
@@ -868,8 +874,8 @@ def _paper_experiment(dataset: str, model: str, hw: tuple, recipe: str, selectio
 
 
 def _demo_experiment(family: str) -> Experiment:
-    """`make demo`'s recipe, identical for the three families (``harness.demo.DemoConfig`` has the same
-    defaults; a test keeps them equal): 128x96 crops, sigma 1.5, light augmentation, AdamW 5e-3 with a
+    """`make demo`'s recipe, identical for the three families (``harness.experiments.demo.DemoConfig``
+    reads its defaults from here): 128x96 crops, sigma 1.5, light augmentation, AdamW 5e-3 with a
     per-iteration cosine over 9 epochs of batch 32 (the README's demo section says how it was chosen)."""
     return Experiment(
         name=f"demo-{family}",

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
 
 # mkstemp creates 0600 files; give results and datasets the mode any newly created file would get.
 FILE_MODE = 0o666
@@ -62,6 +65,37 @@ def atomic_write_png(path: str | os.PathLike, img: Any) -> Path:
     if not ok:
         raise ValueError(f"{path}: PNG encoding failed")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+def read_marker(path: str | os.PathLike, key: Any) -> dict | None:
+    """The payload of a "finished" marker written by :func:`write_marker` for ``key``, else None.
+
+    The one skip-finished-work rule (demo families, ablation cells, the synthetic-data cache): work is
+    skipped only when its marker exists, parses, and was written for the same ``key`` (whatever the
+    result depends on: config hash, versions, settings). A missing marker is silent; an unreadable one
+    or one for another key is logged and treated as absent, so the work is redone, never half-reused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("%s: unreadable done marker (%s); the work will be redone", path, e)
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != _jsonable_key(key):
+        log.info("%s: marker of other settings; the work will be redone", path)
+        return None
+    return payload
+
+
+def write_marker(path: str | os.PathLike, key: Any, payload: dict) -> Path:
+    """Mark work finished (atomically, last): ``payload`` plus ``key`` as JSON at ``path``."""
+    return atomic_write_json(path, {**payload, "key": _jsonable_key(key)}, indent=2, sort_keys=True)
+
+
+def _jsonable_key(key: Any) -> Any:
+    return json.loads(json.dumps(key, sort_keys=True))
 
 
 def _umask() -> int:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from harness.io import atomic_write_png
+from harness.report.poses import SIDE_COLORS, default_radius, draw_skeletons
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,8 @@ __all__ = ["VisualizeError", "ComparisonInfo", "draw_poses", "make_comparison", 
 
 HEADER_H = 34  # px: model names above the columns
 LEGEND_H = 40  # px: confidence colour bar, then limb-side swatches
-# BGR. Limb colours are the Okabe-Ito blue / vermillion (colour-blind safe) and a light grey for the
-# centre line; the confidence colormap (plasma) is kept clear of them in hue where it matters (the high end).
-SIDE_COLORS = {"left": (178, 114, 0), "right": (0, 94, 213), "center": (200, 200, 200)}
+# Limb colours: harness.report.poses.SIDE_COLORS; the confidence colormap (plasma) is kept clear of them
+# in hue where it matters (the high end).
 CMAP = "plasma"
 
 
@@ -106,26 +106,15 @@ def draw_poses(image: np.ndarray, preds: Any, meta, *, kpt_thr: float = 0.3, rad
     kps, scs = _as_arrays(preds, k)
     out = image.copy()
     h, w = out.shape[:2]
-    r = radius or max(2, round(min(h, w) / 110))
-    t = thickness or max(1, round(min(h, w) / 220))
+    r0, t0 = default_radius(h, w)
     lut = _lut()
     pts = kps * float(scale)
     ok = (scs >= kpt_thr) & np.isfinite(pts).all(-1)  # (N, K)
-    links = np.asarray(meta.skeleton, np.int64).reshape(-1, 2)
-    link_colors = [SIDE_COLORS.get(s, SIDE_COLORS["center"]) for s in meta.skeleton_sides]
-    idx = np.clip((scs * 255).round(), 0, 255).astype(np.int64)  # (N, K) colormap rows
+    colors = lut[np.clip((scs * 255).round(), 0, 255).astype(np.int64)]  # (N, K, 3) colormap rows
     # Draw people with the lowest mean confidence first so confident skeletons end up on top.
     order = np.argsort(np.where(ok, scs, 0).mean(1) if len(scs) else np.zeros(0))
-    for n in order:
-        p = np.round(pts[n]).astype(np.int64)
-        for (a, b), c in zip(links, link_colors):
-            if ok[n, a] and ok[n, b]:
-                cv2.line(out, tuple(map(int, p[a])), tuple(map(int, p[b])), c, t + 1, cv2.LINE_AA)
-        for j in np.nonzero(ok[n])[0]:
-            centre = tuple(map(int, p[j]))
-            cv2.circle(out, centre, r + 1, (255, 255, 255), -1, cv2.LINE_AA)  # a rim keeps dark dots visible
-            cv2.circle(out, centre, r, tuple(int(v) for v in lut[idx[n, j]]), -1, cv2.LINE_AA)
-    return out
+    return draw_skeletons(out, pts, ok, meta, joint_colors=colors, order=order, radius=radius or r0,
+                          thickness=thickness or t0)
 
 
 def _letterbox(image: np.ndarray, cell_hw: tuple[int, int], dim: float = 0.0) -> tuple[np.ndarray, float, tuple[int, int]]:

@@ -18,7 +18,7 @@ from torch import nn
 import backbones
 from backbones.hrnext import DynamicConv2d, HRNeXtConfig
 from harness import create_pose_model, load_weights
-from harness.ablation import get_ablation
+from harness.experiments.ablation import get_ablation
 from reference_rule import expected_heatmaps, manifest, reference_input, reference_state_dict, rule_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")

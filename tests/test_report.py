@@ -15,7 +15,9 @@ import pytest
 
 from harness.commands import report as report_cmd
 from harness.report import figures as figures_mod
-from harness.report import make_figures, make_table, pareto_front
+from harness.report import labels as labels_mod
+from harness.report.figures import make_figures, pareto_front
+from harness.report.tables import make_table
 from harness.report.costs import cached_profiles, default_live_profile
 from harness.results import load_results
 
@@ -195,7 +197,7 @@ def test_panels_points_front_and_labels(figs):
                                                      "HRNet-W32 384x288", "HRNeXt-B 384x288"]
     for p in result.panels:
         assert p.label_overlaps == 0 and p.labels_outside == 0, p
-    assert figures_mod.LABEL_FONT >= 9 and figures_mod.FONT - 1 >= 9  # tick labels are FONT - 1
+    assert labels_mod.LABEL_FONT >= 9 and figures_mod.FONT - 1 >= 9  # tick labels are FONT - 1
 
 
 def test_figures_from_a_fresh_clone_and_from_nothing(tmp_path):

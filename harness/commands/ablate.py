@@ -51,7 +51,7 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from harness.ablation import AblationError, get_ablation, list_ablations, read_marker, run_ablation
+    from harness.experiments.ablation import AblationError, cell_marker, get_ablation, list_ablations, run_ablation
     from harness.config import ConfigError
     from harness.engine import NonFiniteLossError, TrainingInterrupted
 
@@ -68,7 +68,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if args.dry_run:
             for c in abl.cells(seeds):
                 wd = c.work_dir(args.work_root)
-                status = "done" if read_marker(wd, c) else "interrupted" if (wd / "last.pth").is_file() else "todo"
+                status = "done" if cell_marker(wd, c) else "interrupted" if (wd / "last.pth").is_file() else "todo"
                 sw = ", ".join(f"{k}={v}" for k, v in c.overrides.items()) or "-"
                 print(f"{c.variation:16s} seed {c.seed}  {status:11s} {wd}  [{sw}]")
             return 0

@@ -23,15 +23,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-root", default=None, help="synthetic data folder (default data/synthetic)")
     p.add_argument("--work-dir", default=None, help="checkpoints and logs (default work_dirs/demo)")
     p.add_argument("--families", default=None, help="comma-separated subset of hrnet,hrformer,hrnext")
-    from harness.demo import DemoConfig
-
-    d = DemoConfig()
-    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d.epochs})")
+    # The defaults are the registered demo-<family> experiment's and SynthConfig's (python -m harness
+    # train --list / synth --help); not imported here, so building the parser stays cheap.
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo-<family> experiment's)")
     p.add_argument("--max-iters", type=int, default=None, help="cap on iterations per family (default: none)")
     p.add_argument("--train-images", type=int, default=None,
-                   help=f"synthetic training images (default {d.synth_train})")
+                   help="synthetic training images (default: SynthConfig's, as `python -m harness synth`)")
     p.add_argument("--input-size", default=None, metavar="HxW",
-                   help=f"network input (default {d.input_size[0]}x{d.input_size[1]})")
+                   help="network input (default: the demo-<family> experiment's)")
     p.add_argument("--jobs", type=int, default=None,
                    help="families trained side by side, one process each with cores/jobs torch threads "
                    "(default 0: one per CPU core; 1: one after another)")
@@ -40,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from harness.demo import DemoConfig
+    from harness.experiments.demo import DemoConfig
 
     kw = {}
     if args.out:
@@ -71,7 +70,7 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.demo import DemoError, run_demo
+    from harness.experiments.demo import DemoError, run_demo
 
     try:
         cfg = _config(args)

@@ -21,13 +21,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "a second run with the same settings reuses it.",
     )
     p.add_argument("--root", default=DEFAULT_ROOT, help=f"output directory (default: {DEFAULT_ROOT})")
-    p.add_argument("--train", type=int, default=None, help="number of train images (default: 1000)")
-    p.add_argument("--val", type=int, default=None, help="number of val images (default: 200)")
+    p.add_argument("--train", type=int, default=None, help="number of train images (default: SynthConfig's)")
+    p.add_argument("--val", type=int, default=None, help="number of val images (default: SynthConfig's)")
     p.add_argument("--occluded", type=int, default=None,
-                   help="number of images in the heavily overlapping `occluded` split (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default: 0)")
+                   help="number of images in the heavily overlapping `occluded` split (default: SynthConfig's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed; same seed, same bytes (default: SynthConfig's)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="image size in pixels (default: 256 256)")
+                   help="image size in pixels (default: SynthConfig's)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes; the output is identical for any count (default: 1)")
     p.add_argument("--force", action="store_true", help="regenerate even if the cached data matches")
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     counts = {s: n if n is not None else d.num_images[s]
               for s, n in (("train", args.train), ("val", args.val), ("occluded", args.occluded))}
     try:
-        cfg = SynthConfig(seed=args.seed, image_size=tuple(args.size) if args.size else d.image_size,
+        cfg = SynthConfig(seed=d.seed if args.seed is None else args.seed,
+                          image_size=tuple(args.size) if args.size else d.image_size,
                           num_images=counts)
     except ValueError as e:
         log.error("%s", e)

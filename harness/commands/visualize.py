@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     partial: set[str] = set()  # demo models whose training has not finished
     default_hw = (256, 192)
     if not ckpts and not preds_files:
-        from harness.demo import FAMILIES, DemoConfig
+        from harness.experiments.demo import FAMILIES, DemoConfig
 
         demo = DemoConfig()
         default_hw = demo.input_size

@@ -46,7 +46,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from harness.io import atomic_write_bytes, atomic_write_png
+from harness.data.metainfo import COCO_META
+from harness.io import atomic_write_bytes, atomic_write_png, read_marker, write_marker
+from harness.report.poses import draw_skeletons
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +61,10 @@ SPLIT_ID_BASE: dict[str, int] = {"train": 1_000_000, "val": 2_000_000, "occluded
 MAX_IMAGES_PER_SPLIT = 999_999
 MAX_PEOPLE_PER_IMAGE = 20  # annotation id = image_id * 100 + person slot
 
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
+KEYPOINT_NAMES: tuple[str, ...] = COCO_META.keypoint_names
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 #: COCO person skeleton, 1-based keypoint indices as in the COCO annotation files.
-SKELETON: list[list[int]] = [
-    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
-    [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
-]
+SKELETON: list[list[int]] = [[a + 1, b + 1] for a, b in COCO_META.skeleton]
 PERSON_CATEGORY: dict[str, Any] = {
     "supercategory": "person", "id": 1, "name": "person",
     "keypoints": list(KEYPOINT_NAMES), "skeleton": SKELETON,
@@ -697,11 +692,7 @@ def _meta_key(cfg: SynthConfig) -> dict[str, Any]:
 def is_cached(root: str | os.PathLike, cfg: SynthConfig) -> bool:
     """True when ``root`` holds a complete dataset generated with exactly ``cfg`` by this generator version."""
     root = Path(root)
-    try:
-        meta = json.loads((root / "meta.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in _meta_key(cfg).items()):
+    if read_marker(root / "meta.json", _meta_key(cfg)) is None:  # the harness's one done-marker rule
         return False
     for split, n in cfg.num_images.items():
         if n == 0:
@@ -808,8 +799,8 @@ def generate(root: str | os.PathLike, cfg: SynthConfig | None = None, *, force: 
                 counts[split] = n
                 total += n["images"]
     seconds = time.perf_counter() - t0
-    meta = {**_meta_key(cfg), "counts": counts, "seconds": round(seconds, 3)}
-    _atomic_write_json(root / "meta.json", meta, indent=2)  # last: marks the dataset complete
+    # Last: marks the dataset complete. The key's fields are repeated at the top level for readers.
+    write_marker(root / "meta.json", _meta_key(cfg), {**_meta_key(cfg), "counts": counts, "seconds": round(seconds, 3)})
     ips = total / seconds if seconds > 0 else float("inf")
     log.info("synthetic data written to %s: %d images in %.1f s (%.0f images/s, %d worker(s))",
              root, total, seconds, ips, workers)
@@ -832,8 +823,8 @@ def write_preview(root: str | os.PathLike, out_path: str | os.PathLike, *, split
                   num: int = 8, cols: int = 4) -> Path:
     """Tile the first ``num`` images of ``split`` with their GT skeletons, read back from the files on disk.
 
-    Legend: boxes white; visible joints filled (left side green, right side orange, centre line blue);
-    occluded (v=1) joints as red rings.
+    Legend: boxes white; limbs and visible joints in the body-side colours of every harness figure
+    (:data:`harness.report.poses.SIDE_COLORS`); occluded (v=1) joints as red rings.
     """
     root = Path(root)
     coco = json.loads(annotation_path(root, split).read_text())
@@ -846,24 +837,13 @@ def write_preview(root: str | os.PathLike, out_path: str | os.PathLike, *, split
         im = cv2.imread(str(path))
         if im is None:
             raise FileNotFoundError(f"cannot read image {path}")
-        for a in by_image.get(img["id"], []):
-            kp = np.array(a["keypoints"]).reshape(-1, 3)
+        anns = by_image.get(img["id"], [])
+        for a in anns:
             x, y, w, h = a["bbox"]
             cv2.rectangle(im, (int(x), int(y)), (int(x + w - 1), int(y + h - 1)), (255, 255, 255), 1)
-            for i, j in SKELETON:
-                if kp[i - 1, 2] > 0 and kp[j - 1, 2] > 0:
-                    cv2.line(im, tuple(map(int, kp[i - 1, :2])), tuple(map(int, kp[j - 1, :2])),
-                             (255, 200, 0), 1, cv2.LINE_AA)
-            for k, (px, py, v) in enumerate(kp):
-                if v == 0:
-                    continue
-                name = KEYPOINT_NAMES[k]
-                c = (0, 200, 0) if name.startswith("left") else (0, 140, 255) if name.startswith("right") \
-                    else (255, 80, 0)
-                if v == 2:
-                    cv2.circle(im, (int(px), int(py)), 2, c, -1, cv2.LINE_AA)
-                else:
-                    cv2.circle(im, (int(px), int(py)), 3, (0, 0, 255), 1, cv2.LINE_AA)
+        if anns:
+            kp = np.array([a["keypoints"] for a in anns], float).reshape(len(anns), -1, 3)  # (N, 17, 3)
+            draw_skeletons(im, kp[..., :2], kp[..., 2] > 0, COCO_META, hollow=kp[..., 2] == 1)
         tiles.append(im)
     if not tiles:
         raise ValueError(f"split {split!r} under {root} has no images to preview")

@@ -74,6 +74,14 @@ class TrainState:
 
 @dataclass
 class FitResult:
+    """What :meth:`Trainer.fit` returns: the run's state and what this process measured while training.
+
+    ``losses`` and ``iter_times`` hold one entry per iteration trained *in this process* (a resumed run
+    starts them empty at ``start_iter``); ``global_iter`` counts the whole run's optimiser steps.
+    ``batch_size`` is the global batch (images per step, all ranks). ``val_metrics`` is the last in-training
+    validation (empty without one); ``best_ap`` the best validation AP so far (-1 without one).
+    """
+
     work_dir: Path
     losses: list[float] = field(default_factory=list)  # per iteration trained in this process
     iter_times: list[float] = field(default_factory=list)  # seconds per iteration (rank 0)
@@ -81,12 +89,34 @@ class FitResult:
     best_ap: float = -1.0
     global_iter: int = 0
     last_checkpoint: Path | None = None
+    batch_size: int = 0
+    start_iter: int = 0
 
     @property
     def sec_per_iter(self) -> float:
         """Median seconds per iteration after the first two (warm-up, allocator growth)."""
         times = self.iter_times[2:] or self.iter_times
         return statistics.median(times) if times else float("nan")
+
+    @property
+    def img_per_s(self) -> float:
+        """Training throughput: global batch / :attr:`sec_per_iter` (NaN when nothing was trained here)."""
+        s = self.sec_per_iter
+        return self.batch_size / s if self.batch_size and s > 0 else float("nan")
+
+    @property
+    def resumed(self) -> bool:
+        """True when this process continued a run that earlier processes had started."""
+        return self.start_iter > 0
+
+    @property
+    def final_loss(self) -> float:
+        """Mean training loss over the last quarter of the run's iterations (at least one), from the
+        iterations trained here: a low-noise "how well did it fit under this budget" number."""
+        if not self.losses:
+            return float("nan")
+        n = max(1, min(len(self.losses), self.global_iter // 4))
+        return float(statistics.fmean(self.losses[-n:]))
 
 
 # --------------------------------------------------------------------------------------------- schedule
@@ -425,7 +455,8 @@ class Trainer:
 
     def _fit(self) -> FitResult:
         exp, info, st = self.exp, self.info, self.state
-        result = FitResult(work_dir=self.work_dir, best_ap=st.best_ap)
+        result = FitResult(work_dir=self.work_dir, best_ap=st.best_ap, batch_size=exp.train.batch_size,
+                           start_iter=st.global_iter)
         n_images = exp.train.batch_size
         bar = None
         if info.is_main:

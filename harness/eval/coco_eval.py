@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.data.metainfo import DatasetMeta
 from harness.io import atomic_write_json
+from harness.report.tabular import Column, Table, fmt_num
 from harness.eval.postprocess import RawPredictions, check_options, postprocess, to_coco_results
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,5 @@ def evaluate(
 
 def format_metrics(metrics: dict[str, float], title: str | None = None) -> str:
     """A Markdown table of metrics (fractions, 4 decimals, as mmpose logs them)."""
-    names = list(metrics)
-    head = "| " + " | ".join(names) + " |"
-    sep = "|" + "|".join("---:" for _ in names) + "|"
-    row = "| " + " | ".join(f"{metrics[n]:.4f}" for n in names) + " |"
-    lines = ([f"**{title}**", ""] if title else []) + [head, sep, row]
-    return "\n".join(lines)
+    table = Table([Column(n) for n in metrics], [[fmt_num(v, ".4f") for v in metrics.values()]])
+    return (f"**{title}**\n\n" if title else "") + table.markdown().rstrip("\n")

@@ -3,38 +3,30 @@
 Families are coloured (Okabe-Ito palette, colour-blind safe), input sizes have their own marker,
 reported points are filled and measured points hollow, and the Pareto front (the upper-left
 envelope: no other point is both cheaper and more accurate) is drawn as a dashed step line.
-Labels are placed greedily: each tries offsets around its point, nearest first, and takes the first
-that overlaps no other label, no marker and stays inside the axes.
-
-Matplotlib is used through its object API with the Agg canvas (no pyplot state), so this runs the
-same in a terminal, in CI and inside a notebook.
+Points, labels and files go through :mod:`harness.report.plots` (the one plotter: Agg canvas, no
+pyplot state) and :mod:`harness.report.labels` (the one label placer).
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 from matplotlib.transforms import Bbox
 
-from harness.io import atomic_path
 from harness.results.schema import FAMILY_ORDER
 
+from .plots import FAMILY_COLORS, OTHER_COLOR, Series, draw_series, new_figure, save_figure
 from .tables import as_frame
 
 log = logging.getLogger(__name__)
 
-FAMILY_COLORS = {"HRNet": "#0072B2", "HRFormer": "#D55E00", "HRNeXt": "#009E73"}
-OTHER_COLOR = "#666666"
 SIZE_MARKERS = {(256, 192): "o", (384, 288): "s"}
 EXTRA_MARKERS = ("^", "D", "v", "P", "X")
 DATASET_TITLES = {"coco": "COCO val2017", "ochuman": "OCHuman val"}
@@ -42,8 +34,7 @@ AXES = {"gflops": "GFLOPs", "params_m": "parameters"}
 AXIS_LABELS = {"gflops": "GFLOPs (log scale)", "params_m": "Parameters, millions (log scale)"}
 PANELS = (("coco", "gflops"), ("coco", "params_m"), ("ochuman", "gflops"), ("ochuman", "params_m"))
 
-FONT = 10  # pt at 100 %; labels use LABEL_FONT, never below 9 pt
-LABEL_FONT = 9
+FONT = 10  # pt at 100 %; labels use LABEL_FONT (9 pt)
 MARKER_SIZE = 8  # pt
 
 
@@ -111,73 +102,6 @@ def _nice_ticks(lo: float, hi: float) -> list[float]:
     return [t for t in cands if lo <= t <= hi]
 
 
-def _overlap(a: Bbox, b: Bbox) -> float:
-    w = min(a.x1, b.x1) - max(a.x0, b.x0)
-    h = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return w * h if (w > 0 and h > 0) else 0.0
-
-
-# Offsets (points) tried around each marker, nearest first; right/left before above/below because
-# the labels are wide and short.
-_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1))
-_RADII = (6, 11, 17, 25, 35)
-
-
-def place_labels(ax, xs, ys, texts, colors, renderer, lines: list[Bbox] = ()) -> tuple[int, int]:
-    """Annotate each point with its text at the first collision-free offset; return
-    (remaining overlaps, labels outside the axes). xs, ys: data coords (N,); an empty text leaves its
-    point unlabelled but still an obstacle; ``lines``: display-space boxes of drawn lines, avoided
-    too but at a lower price than markers and other labels."""
-    fig = ax.figure
-    px_per_pt = fig.dpi / 72.0
-    pts_disp = ax.transData.transform(np.c_[xs, ys])  # (N, 2)
-    half = MARKER_SIZE * px_per_pt / 2 + 1
-    markers = [Bbox.from_extents(x - half, y - half, x + half, y + half) for x, y in pts_disp]
-    inside = ax.get_window_extent(renderer)
-    placed: list[Bbox] = []
-    # Crowded points first: they have the fewest free spots.
-    dist = np.linalg.norm(pts_disp[:, None, :] - pts_disp[None, :, :], axis=-1)  # (N, N)
-    crowd = (dist < 40 * px_per_pt).sum(axis=1)
-    for i in np.argsort(-crowd, kind="stable"):
-        if not texts[i]:
-            continue
-        best = None
-        for r in _RADII:
-            for dx, dy in _DIRECTIONS:
-                ha = "left" if dx > 0 else ("right" if dx < 0 else "center")
-                va = "bottom" if dy > 0 else ("top" if dy < 0 else "center")
-                norm = math.hypot(dx, dy)
-                off = (r * dx / norm, r * dy / norm)
-                ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=off, textcoords="offset points",
-                                  ha=ha, va=va, fontsize=LABEL_FONT, color=colors[i])
-                bb = ann.get_window_extent(renderer).padded(1.5)
-                cost = sum(_overlap(bb, o) for o in placed) + sum(_overlap(bb, m) for m in markers)
-                cost += 0.3 * sum(_overlap(bb, ln) for ln in lines)
-                outside = (bb.x0 < inside.x0 or bb.x1 > inside.x1 or bb.y0 < inside.y0 or bb.y1 > inside.y1)
-                cost += 1e6 if outside else 0.0
-                if best is None or cost < best[0]:
-                    if best is not None:
-                        best[1].remove()
-                    best = (cost, ann, bb, r)
-                else:
-                    ann.remove()
-                if cost == 0:
-                    break
-            if best[0] == 0:
-                break
-        cost, ann, bb, r = best
-        if r > _RADII[1]:  # far from its point: a thin leader line says whose label it is
-            ann.remove()
-            ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=ann.xyann, textcoords="offset points",
-                              ha=ann.get_ha(), va=ann.get_va(), fontsize=LABEL_FONT, color=colors[i],
-                              arrowprops=dict(arrowstyle="-", lw=0.6, color="0.55", shrinkA=0, shrinkB=4))
-        placed.append(bb)
-    overlaps = sum(_overlap(a, b) > 0 for k, a in enumerate(placed) for b in placed[k + 1:])
-    overlaps += sum(_overlap(a, m) > 0 for a in placed for m in markers)
-    outside = sum(b.x0 < inside.x0 or b.x1 > inside.x1 or b.y0 < inside.y0 or b.y1 > inside.y1 for b in placed)
-    return int(overlaps), int(outside)
-
-
 def draw_panel(ax, pts: pd.DataFrame, dataset: str, x: str, renderer) -> PanelInfo:
     """Scatter, Pareto front and labels for one (dataset, cost axis) pair."""
     title = f"{DATASET_TITLES.get(dataset, dataset)}: AP vs {AXES[x]}"
@@ -218,19 +142,15 @@ def draw_panel(ax, pts: pd.DataFrame, dataset: str, x: str, renderer) -> PanelIn
                                      max(a[1], b[1]) + 1.5) for a, b in zip(corners[:-1], corners[1:])]
 
     extra_markers: dict[tuple[int, int], str] = {}
-    colors, texts = [], []
     reported_keys = set(zip(pts.loc[pts["kind"] == "reported", "model"], pts.loc[pts["kind"] == "reported", "input_h"]))
-    for r in pts.itertuples():
-        c = FAMILY_COLORS.get(r.family, OTHER_COLOR)
-        m = _marker((int(r.input_h), int(r.input_w)), extra_markers)
-        filled = r.kind == "reported"
-        ax.scatter([getattr(r, x)], [r.AP], s=MARKER_SIZE**2, marker=m, zorder=3,
-                   facecolors=c if filled else "white", edgecolors=c, linewidths=1.0 if filled else 1.6)
-        colors.append(c)
-        # A measured point next to the paper's twin needs no second name; its hollow marker says it.
-        twin = r.kind == "measured" and (r.model, r.input_h) in reported_keys
-        texts.append("" if twin else r.display_name)
-    overlaps, outside = place_labels(ax, xs, ys, texts, colors, renderer, front_boxes)
+    # A measured point next to the paper's twin needs no second name; its hollow marker says it.
+    texts = ["" if r.kind == "measured" and (r.model, r.input_h) in reported_keys else r.display_name
+             for r in pts.itertuples()]
+    points = Series(xs, ys, texts, color=[FAMILY_COLORS.get(f, OTHER_COLOR) for f in pts["family"]],
+                    marker=[_marker((int(h), int(w)), extra_markers) for h, w in zip(pts["input_h"], pts["input_w"])],
+                    filled=list(pts["kind"] == "reported"), size=MARKER_SIZE)
+    placed = draw_series(ax, [points], obstacles=front_boxes, renderer=renderer)
+    overlaps, outside = placed.overlaps, placed.outside
     names = pts["display_name"].to_numpy()
     sizes = [f"{h}x{w}" for h, w in zip(pts["input_h"], pts["input_w"])]
     return PanelInfo(dataset, x, int((pts["kind"] == "reported").sum()), int((pts["kind"] == "measured").sum()),
@@ -272,22 +192,13 @@ def _add_legend(fig: Figure, pts_all: pd.DataFrame, one_row: bool) -> None:
 
 
 def _save(fig: Figure, stem: Path) -> list[Path]:
-    """PNG (200 dpi) and PDF, each written to a temp file beside the target and moved into place."""
-    out = []
-    for ext in ("png", "pdf"):
-        path = stem.with_suffix(f".{ext}")
-        with atomic_path(path) as tmp:
-            # TrueType (42) fonts in the PDF: journals reject Type 3; no creation date keeps reruns identical.
-            with matplotlib.rc_context({"pdf.fonttype": 42}):
-                fig.savefig(tmp, format=ext, dpi=200, metadata={"CreationDate": None} if ext == "pdf" else None)
-        out.append(path)
-    return out
+    """PNG (200 dpi) and PDF."""
+    return save_figure(fig, stem, ("png", "pdf"), dpi=200)
 
 
 def _figure(nrows: int, ncols: int, panel_w: float, panel_h: float, legend_rows: int):
     legend_h = 0.3 * legend_rows + 0.15
-    fig = Figure(figsize=(panel_w * ncols, panel_h * nrows + legend_h), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(panel_w * ncols, panel_h * nrows + legend_h)
     height = panel_h * nrows + legend_h
     # Fixed margins (no tight/constrained layout) so label placement sees the final transforms.
     fig.subplots_adjust(left=0.75 / (panel_w * ncols), right=1 - 0.2 / (panel_w * ncols),
