@@ -117,11 +117,6 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def hardware() -> dict:
-    """``harness.profile.machine_info`` of this process's device (CUDA when available)."""
-    return machine_info("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _split_metrics(metrics: dict) -> tuple[dict, dict]:
     """Metric names the results schema knows; anything else from the evaluator goes to ``extra``."""
     known = {k: float(v) for k, v in metrics.items() if k in METRIC_NAMES}
@@ -143,6 +138,7 @@ def make_record(exp: Experiment, *, model: nn.Module, dataset_name: str, split: 
     1), with fvcore's count and the convention's name in ``extra``."""
     known, other = _split_metrics(metrics)
     costs = model_costs(exp)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     extra = dict(extra or {})
     extra.update(gflops_fvcore=costs.gflops_fvcore, gflops_convention=costs.convention)
     if exp.init.pretrain != "none" and exp.init.weights:
@@ -152,9 +148,9 @@ def make_record(exp: Experiment, *, model: nn.Module, dataset_name: str, split: 
     return dict(
         schema_version=1, kind="measured", model=exp.model.name, family=exp.family, experiment=exp.name,
         dataset=dataset_name, split=split, boxes=boxes, input_size=list(exp.data.input_size), metrics=known,
-        params=count_params(model), gflops=costs.gflops_paper_convention, recipe=exp.recipe, pretrain=exp.init.pretrain,
-        config_hash=config_hash(exp), seed=exp.train.seed, git_commit=git_commit(), hardware=hardware(),
-        checkpoint=checkpoint, extra=extra,
+        params=count_params(model), gflops=costs.gflops_paper_convention, recipe=exp.recipe,
+        pretrain=exp.init.pretrain, config_hash=config_hash(exp), seed=exp.train.seed, git_commit=git_commit(),
+        hardware=machine_info(device), checkpoint=checkpoint, extra=extra,
     )
 
 

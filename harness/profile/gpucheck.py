@@ -15,8 +15,9 @@ On one GPU, in under 8 minutes (``GpuCheckSettings.gpu``), it measures and write
 2. **Data loader**: the training pipeline through ``torch.utils.data.DataLoader`` (persistent workers,
    pinned memory on CUDA, prefetch 4) for several worker counts: images/s, images/s per worker, and the
    workers each model's bf16 training throughput needs.
-3. **Training, killed and resumed**: ``torchrun`` (NCCL on CUDA, gloo on the CPU) runs ``python -m harness
-   train`` on synthetic crowds (``harness.data.synthetic``), bf16, deterministic, for a few hundred
+3. **Training, killed and resumed**: ``torchrun`` (one process per visible GPU, NCCL; gloo on the CPU; a
+   single GPU runs one process, for which the trainer forms no process group, and NCCL itself cannot put two
+   ranks on one device) runs ``python -m harness train`` on synthetic crowds (``harness.data.synthetic``), bf16, deterministic, for a few hundred
    iterations, once straight through and once killed with SIGTERM half way (the trainer checkpoints) and
    continued with ``--resume auto``; the two final checkpoints are compared tensor by tensor.
 
@@ -146,8 +147,9 @@ def time_cell(name: str, hw: tuple[int, int], mode: str, variant: str, s: GpuChe
 
 # --------------------------------------------------------------------------------------------- 2. loader
 def loader_bench(dataset, s: GpuCheckSettings) -> list[dict]:
-    """Images/s of a DataLoader over ``dataset`` per worker count (after the first batch, which pays the
-    workers' start-up)."""
+    """Images/s of a DataLoader over ``dataset`` per worker count, in steady state: the clock starts once
+    every worker has delivered a batch (start-up and the first prefetch excluded), then runs over
+    ``max(loader_batches, 4 * workers)`` batches."""
     rows = []
     pin = s.device == "cuda"
     for w in s.loader_workers:
@@ -156,21 +158,23 @@ def loader_bench(dataset, s: GpuCheckSettings) -> list[dict]:
         if w > 0:
             kwargs.update(persistent_workers=True, prefetch_factor=4)
         loader = DataLoader(dataset, **kwargs)
+        skip, count = max(w, 1), max(s.loader_batches, 4 * w)
         n = t0 = 0
         it = iter(loader)
-        for i in range(s.loader_batches + 1):
+        for i in range(skip + count):
             try:
                 batch = next(it)
-            except StopIteration:
+            except StopIteration:  # a small dataset: next epoch (persistent workers stay up)
                 it = iter(loader)
                 batch = next(it)
-            if i == 0:
+            if i == skip - 1:
                 t0 = time.perf_counter()
-                continue
-            n += batch["img"].shape[0]
+            elif i >= skip:
+                n += batch["img"].shape[0]
         dt = time.perf_counter() - t0
         del it, loader
-        rows.append({"workers": w, "images_per_s": n / dt, "images_per_s_per_worker": n / dt / max(w, 1)})
+        rows.append({"workers": w, "batches": count, "images_per_s": n / dt,
+                     "images_per_s_per_worker": n / dt / max(w, 1)})
     return rows
 
 
@@ -262,7 +266,8 @@ def train_kill_resume(s: GpuCheckSettings, data_root: Path, work: Path) -> dict:
             f.unlink() if f.is_file() or f.is_symlink() else f.rmdir()
     kill_at = max(1, s.train_iters // 3)
     res = {"model": s.train_model, "input": list(s.train_input), "batch": s.train_batch, "iters": s.train_iters,
-           "nproc": nproc, "backend": "nccl" if s.device == "cuda" else "gloo", "amp": "bf16", "kill_at": kill_at,
+           "nproc": nproc,
+           "backend": ("nccl" if s.device == "cuda" else "gloo") if nproc > 1 else "none (one process)", "amp": "bf16", "kill_at": kill_at,
            "process_group": nproc > 1}
     res["straight"] = _run(_train_cmd(s, nproc, data_root, straight, False), env, work / "straight.log")
     res["first"] = _run(_train_cmd(s, nproc, data_root, killed, False), env, work / "killed.log", kill_at, killed)
