@@ -149,8 +149,9 @@ def render_markdown(report: dict) -> str:
              f"Reference kit: {kit.get('python') or 'not used'}"
              + (f" (torch {kit['torch']})" if kit.get("torch") else "")
              + (f"; {kit['note']}" if kit.get("note") else ""), "",
-             "Ratio = other side's median step time / ours (> 1: ours is faster): the median over alternating "
-             "rounds, each side a fresh process, with the min-max spread over rounds in brackets.", "",
+             "Ratio > 1: ours is faster than the reference (reference / ours), or channels_last faster than "
+             "the default layout (default / channels_last). The median over alternating rounds, each side a "
+             "fresh process, with the min-max spread over rounds in brackets.", "",
              "## 1. Backbone steps", "",
              "| model | mode | comparison | rounds | ours (s/step) | other (s/step) | ratio (spread) | torch (ours / other) |",
              "|---|---|---|---:|---:|---:|---:|---|"]
