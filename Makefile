@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: venv test demo bench profile table-coco table-ochuman table-crowdpose figures ablation clean-venv help
+.PHONY: venv test demo bench gpu-check profile table-coco table-ochuman table-crowdpose figures ablation clean-venv help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,8 +41,17 @@ figures: venv  ## accuracy-vs-cost plots and the qualitative comparison into res
 ablation: venv  ## HRNeXt context-module ablation on the synthetic crowds (CPU, < 30 min) -> results/ablations/default
 	$(PY) -m harness ablate default --jobs 0 $(if $(FORCE),--force,)
 
-bench: venv  ## side-by-side speed report into results/bench (QUICK=1: demo models; REFKIT=python of the reference venv)
-	$(PY) -m harness bench $(if $(QUICK),--quick,) $(if $(REFKIT),--refkit $(REFKIT),)
+# The reference kit (a scratch venv outside the repo, never a dependency): reused when it runs the project's
+# torch, else rebuilt by its setup.sh with TORCH_SPEC; HRNEXT_MIRROR (a git mirror of ZiyiZhang27/HRNeXt) adds HRNeXt.
+REFKIT ?=
+REFKIT_DIR ?=
+bench: venv  ## ours vs the reference implementations (same torch, alternating, >= 3 rounds), data, eval -> results/bench (QUICK=1: demo models, no reference)
+	$(PY) -m harness bench --torch-spec "$(TORCH_SPEC)" $(if $(QUICK),--quick,) $(if $(REFKIT),--refkit $(REFKIT),) \
+		$(if $(REFKIT_DIR),--refkit-dir $(REFKIT_DIR),) $(if $(HRNEXT_MIRROR),--hrnext-mirror $(HRNEXT_MIRROR),) \
+		$(if $(ALLOW_MISMATCH),--allow-mismatch,)
+
+gpu-check: venv  ## one GPU, < 8 min: images/s + memory (fp32, bf16+channels_last, compile), data loader, torchrun kill/resume -> results/bench/gpu-<device>.md (CPU=1: the tiny CPU path)
+	$(PY) -m harness gpu-check $(if $(CPU),--cpu,)
 
 profile: venv  ## params, GFLOPs (fvcore + paper convention), latency, memory: make profile MODEL=hrnext-s
 	$(PY) -m harness profile $(MODEL) $(PROFILE_ARGS)

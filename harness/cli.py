@@ -19,7 +19,7 @@ COMMANDS = [
     "harness.commands.synth",
     "harness.commands.train",
     "harness.commands.report",
-    "harness.commands.profile", "harness.commands.bench",
+    "harness.commands.profile", "harness.commands.bench", "harness.commands.gpu_check",
     "harness.commands.ablate",
 ]
 

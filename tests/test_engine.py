@@ -337,6 +337,17 @@ def test_cli_train_test_evaluate(tmp_path, monkeypatch, capsys):
         assert key in rec, key
     assert (rec["model"], rec["dataset"], rec["split"], rec["input_size"]) == ("hrnet-demo", "coco", "val", [32, 32])
     assert rec["recipe"] == "test" and rec["extra"]["stage"] == "test" and rec["params"] > 0
+    # Real GFLOPs of the experiment's architecture (hrnet-demo, 4 keypoints, 32x32), in the test record and
+    # in the trainer's validation record alike.
+    from harness.profile import profile_static
+
+    costs = profile_static("hrnet-demo", (32, 32), num_keypoints=4)
+    val_recs = [json.loads(p.read_text()) for p in (tmp_path / "w" / "records").rglob("*.json")]
+    assert val_recs and all(r["extra"]["stage"] == "validation" for r in val_recs)
+    for r in (rec, *val_recs):
+        assert r["gflops"] == costs.gflops_paper_convention > 0
+        assert r["extra"]["gflops_fvcore"] == costs.gflops_fvcore > 0
+        assert r["extra"]["gflops_convention"] == "hrnet-summary"
     assert support.run_cli(["test", "coco-mini-hrnet", "--checkpoint", str(tmp_path / "nope.pth")]) == 2
     assert "nope.pth does not exist" in capsys.readouterr().err
 

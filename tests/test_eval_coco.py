@@ -269,7 +269,7 @@ def test_missing_annotation_file(tmp_path):
 
 # ----------------------------------------------------------------------------- speed
 def test_oks_nms_100k_predictions_is_fast():
-    from harness.bench_data import synthetic_raw_predictions
+    from harness.profile.databench import synthetic_raw_predictions
 
     raw = synthetic_raw_predictions(num_images=5000, per_image=20)
     t = time.perf_counter()

@@ -202,3 +202,35 @@ def test_cli_profile(tmp_path, capsys):
     assert main(["profile", "hrformer-demo", "--input", "64by48", "--static-only", "--no-save"]) == 2
     assert main(["profile", "hrformer-dem0", "--static-only", "--no-save"]) == 2
     assert "Valid names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exp_name", ["demo-hrnet", "demo-hrformer", "demo-hrnext"])
+def test_result_records_carry_the_counted_params_and_gflops(exp_name):
+    """engine.builders.make_record: params counted on the model, GFLOPs of the experiment's architecture
+    (the family's paper convention, fvcore's in extra), equal to counting the live model directly."""
+    from harness.config import get_experiment
+    from harness.engine import builders
+
+    exp = get_experiment(exp_name, ["model.overrides.drop_path_rate=0.1"])  # cost-neutral override
+    hw = tuple(exp.data.input_size)
+    model = builders.build_model(exp)
+    rec = builders.make_record(exp, model=model, dataset_name="coco", split="val", boxes="gt",
+                               metrics={"AP": 0.5}, checkpoint=None)
+    st = prof.profile_static(exp.model.name, hw)
+    assert rec["params"] == st.params == prof.count_params(model) == prof.model_params(exp.model.name)
+    assert rec["gflops"] == st.gflops_paper_convention > 0
+    assert rec["extra"]["gflops_fvcore"] == st.gflops_fvcore > 0
+    assert rec["extra"]["gflops_convention"] == prof.PAPER_CONVENTION[exp.family]
+    assert math.isclose(prof.paper_gflops(model, hw), rec["gflops"], rel_tol=1e-12)
+    assert math.isclose(prof.count_gflops(model, hw), rec["extra"]["gflops_fvcore"], rel_tol=1e-12)
+    assert model.training  # counting leaves the model's mode alone
+
+
+def test_costs_depend_on_architecture_overrides_only():
+    base = prof.profile_static("hrnext-demo", (64, 48))
+    assert prof.profile_static("hrnext-demo", (64, 48), overrides={"with_cp": True, "norm_layer": "syncbn"}) is base
+    fewer = prof.profile_static("hrnext-demo", (64, 48), num_keypoints=14)
+    assert fewer.params < base.params and fewer.paper_gflops is None
+    assert prof.profile_static("hrnext-demo", (128, 96)).gflops_fvcore > 3.5 * base.gflops_fvcore
+    with pytest.raises(ValueError, match="no paper convention"):
+        prof.paper_gflops(nn.Conv2d(3, 4, 3), (64, 48))

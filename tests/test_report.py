@@ -5,7 +5,6 @@ import argparse
 import logging
 import math
 import shutil
-import sys
 import types
 from pathlib import Path
 
@@ -118,12 +117,13 @@ def test_live_profile_failure_leaves_cells_empty(root, tmp_path, caplog):
 
 
 def test_default_live_profile_falls_back_to_cached_profiles(root, monkeypatch):
+    import harness.report.costs as costs
+
     df = load_results(root)
-    monkeypatch.setitem(sys.modules, "harness.profile", None)  # profiler not installed: ImportError
-    live = default_live_profile(df)
-    assert live("hrnext-s", (256, 192)) == {"params": 9479249.0, "gflops": 2.54}
+    cache = cached_profiles(df)
+    assert cache("hrnext-s", (256, 192)) == {"params": 9479249.0, "gflops": 2.54}
     with pytest.raises(LookupError, match="no cached profile for hrnet-w48 at 256x192"):
-        live("hrnet-w48", (256, 192))
+        cache("hrnet-w48", (256, 192))
 
     calls = []
 
@@ -133,7 +133,7 @@ def test_default_live_profile_falls_back_to_cached_profiles(root, monkeypatch):
             raise KeyError("not registered")
         return types.SimpleNamespace(params=123, gflops_fvcore=4.0, gflops_paper_convention=None)
 
-    monkeypatch.setitem(sys.modules, "harness.profile", types.SimpleNamespace(profile_static=profile_static))
+    monkeypatch.setattr(costs, "profile_static", profile_static)
     live = default_live_profile(df)
     assert live("hrnext-s", (256, 192)) == {"params": 123.0, "gflops": 4.0}
     assert live("hrnet-w32", (256, 192)) == {"params": 28536785.0, "gflops": 7.12}  # failed live -> cache

@@ -1,22 +1,26 @@
 """`python -m harness bench` (= `make bench`): the speed of the parts that matter, side by side, in one run.
 
-1. Backbone train and inference steps (hrnet-w32, hrformer-s, hrnext-s at 256x192, batch 8, 2 threads):
-   ours against the reference implementations (``harness.bench.compare_models``) when a refkit
-   interpreter is given or found; always ours in channels_last against ours in the default layout.
-2. The data pipeline (``harness.bench_data.bench_pipeline``): ours against mmpose's when an interpreter
-   with mmpose is available, else ours alone (images/s).
-3. Evaluation: rescoring + OKS-NMS of a synthetic COCO-val-sized prediction set, then COCOeval on it.
+1. Ours against the reference implementations (``harness.profile.sidebyside.compare``): backbone train
+   and inference steps of hrnet-w32, hrformer-s and hrnext-s (``--models``) at their paper input sizes,
+   batch 8, 2 threads, under the reference kit's protocol; each side a fresh process, alternating for
+   at least 3 rounds; the median ratio with its min-max spread.  The reference kit is reused when its
+   interpreter runs the project's torch, else rebuilt with ``--torch-spec`` (make passes ``TORCH_SPEC``);
+   a ratio across torch versions is refused unless ``--allow-mismatch`` (then labelled).
+2. Ours in channels_last against ours in the default layout, the same way.
+3. The data pipeline (``harness.profile.databench.bench_pipeline``): ours against mmpose's (the
+   reference kit's interpreter has mmpose), per sample on one thread.
+4. Evaluation: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set.
 
-Writes ``results/bench/report.md`` and ``report.json`` (atomically): ratios, machine (CPU, threads, torch)
-and date.  ``--quick`` (demo models, small batches, one round, a smaller evaluation set) takes a minute
-or two and is what the tests run.
+Writes ``results/bench/report.md`` and ``report.json`` (atomically): ratios, spreads, both sides' torch,
+machine and date.  ``--quick`` (demo models, no reference, one round, a smaller evaluation set) is what
+the tests run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -28,10 +32,9 @@ from harness.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_REFKIT_PYTHON = "/tmp/refkit-venv/bin/python"
-REFKIT_DIR = REPO.parent / "shared" / "tools" / "refkit"
 FULL_MODELS = ("hrnet-w32", "hrformer-s", "hrnext-s")
 QUICK_MODELS = ("hrnet-demo", "hrformer-demo", "hrnext-demo")
+MODES = ("train", "infer")
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,12 @@ class BenchSettings:
     """What one bench run measures; validated on construction (errors name the field)."""
 
     models: tuple[str, ...] = FULL_MODELS
-    modes: tuple[str, ...] = ("train", "infer")
+    modes: tuple[str, ...] = MODES
     batch: int = 8
     threads: int = 2
     iters: int = 10
     warmup: int = 3
-    rounds: int = 2
+    rounds: int = 3
     data_repeats: int = 3
     eval_images: int = 5000
     eval_per_image: int = 20
@@ -53,19 +56,19 @@ class BenchSettings:
     def __post_init__(self):
         for f in ("batch", "threads", "iters", "rounds", "data_repeats", "eval_images", "eval_per_image"):
             v = getattr(self, f)
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"BenchSettings.{f}={v!r}: expected a positive integer")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"BenchSettings.warmup={self.warmup!r}: expected an integer >= 0")
-        bad = [m for m in self.modes if m not in ("train", "infer")]
+        bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
-            raise ValueError(f"BenchSettings.modes={self.modes!r}: expected a subset of ('train', 'infer')")
+            raise ValueError(f"BenchSettings.modes={self.modes!r}: expected a subset of {MODES}")
         if not self.models:
             raise ValueError("BenchSettings.models: empty")
 
     @classmethod
     def quick_settings(cls) -> "BenchSettings":
-        # Demo models at batch 2: every section runs, in about a minute on two busy cores.
+        # Demo models at batch 2, one round: every section runs, in a minute or two on two busy cores.
         return cls(models=QUICK_MODELS, batch=2, iters=2, warmup=1, rounds=1, data_repeats=1, eval_images=500,
                    eval_per_image=20, quick=True)
 
@@ -73,154 +76,92 @@ class BenchSettings:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "bench", help="side-by-side speed of model steps, data pipeline and evaluation (results/bench/report.md)",
-        description="Benchmark, in one run: backbone train/inference steps (ours vs the reference "
-                    "implementations when a refkit interpreter is available, and channels_last vs default), "
-                    "the data pipeline (ours vs mmpose when available) and evaluation (OKS-NMS + COCOeval on "
-                    "a synthetic set). Writes a Markdown and a JSON report with ratios.")
-    p.add_argument("--quick", action="store_true", help="demo models, few iterations (about 1-2 minutes)")
+        description="Benchmark, in one run: backbone train/inference steps against the reference "
+                    "implementations (the reference kit, same torch, alternating processes, >= 3 rounds, median "
+                    "ratio with min-max spread), channels_last against the default layout, the data pipeline "
+                    "against mmpose's, and evaluation (OKS-NMS + COCOeval on a synthetic set). Writes a Markdown "
+                    "and a JSON report.")
+    p.add_argument("--quick", action="store_true", help="demo models, one round, no reference (a minute or two)")
     p.add_argument("--refkit", default=None, metavar="PYTHON",
-                   help="interpreter of the reference kit's venv (default: $REFKIT_PYTHON, else "
-                        f"{DEFAULT_REFKIT_PYTHON} if present; none: ours only)")
+                   help="interpreter of the reference kit's venv (default: $REFKIT_PYTHON, else /tmp/refkit-venv)")
+    p.add_argument("--refkit-dir", default=None, metavar="DIR",
+                   help="the reference kit's folder with time_ref.py and setup.sh (default: $REFKIT_DIR, else "
+                        "the development checkout's ../shared/tools/refkit)")
+    p.add_argument("--torch-spec", default=None, metavar="SPEC",
+                   help="pip spec of the project's torch (make passes TORCH_SPEC): (re)build the reference kit with "
+                        "it when the kit is missing or runs another torch")
+    p.add_argument("--hrnext-mirror", default=os.environ.get("HRNEXT_MIRROR"), metavar="GITDIR",
+                   help="git directory of a mirror of github ZiyiZhang27/HRNeXt, for the HRNeXt reference "
+                        "(default: $HRNEXT_MIRROR)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="report ratios whose two sides ran different torch versions (labelled) instead of refusing")
     p.add_argument("--no-refkit", action="store_true", help="do not time the reference implementations")
     p.add_argument("--models", nargs="+", default=None, help=f"models to time (default: {' '.join(FULL_MODELS)})")
+    p.add_argument("--modes", nargs="+", default=None, choices=MODES, help="train and/or infer (default both)")
     p.add_argument("--batch", type=int, default=None, help="batch size of the model steps (default 8)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the model steps (default 2)")
     p.add_argument("--iters", type=int, default=None, help="timed steps per measurement (default 10)")
-    p.add_argument("--rounds", type=int, default=None, help="alternating rounds per comparison (default 2)")
-    p.add_argument("--data-root", default=None, help="COCO-format folder for the pipeline (default: shared coco-mini)")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds per comparison (default 3, >= 3 "
+                                                            "against the reference)")
+    p.add_argument("--data-root", default=None,
+                   help="COCO-format folder with train2017 for the pipeline (default: the development "
+                        "checkout's ../shared/data/coco-mini when present)")
     p.add_argument("--out", default=str(REPO / "results" / "bench"), help="report folder (default results/bench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
-def find_refkit(explicit: str | None) -> str | None:
-    """The refkit interpreter: ``explicit``, else $REFKIT_PYTHON, else the default path if it exists."""
-    for cand in (explicit, os.environ.get("REFKIT_PYTHON"), DEFAULT_REFKIT_PYTHON):
-        if cand:
-            if Path(cand).is_file() and os.access(cand, os.X_OK):
-                return cand
-            if cand is explicit:
-                raise FileNotFoundError(f"--refkit {cand}: not an executable file")
-    return None
-
-
 # ------------------------------------------------------------------------------------------------ sections
-def bench_models(s: BenchSettings, ref_python: str | None, progress: bool = True) -> list[dict]:
-    """Per (model, mode): ours default vs ours channels_last (alternating rounds), and the reference."""
-    from tqdm import tqdm
-
-    from harness import bench as hb
-
-    rows = []
-    if ref_python:
-        ref_names = [m for m in s.models if m in hb.INPUT_HW]
-        skipped = sorted(set(s.models) - set(ref_names))
-        if skipped:
-            log.info("no reference implementation for %s: ours only", skipped)
-        if ref_names:
-            for r in hb.compare_models(ref_names, s.modes, ref_python=ref_python, refkit_dir=REFKIT_DIR,
-                                       rounds=s.rounds, batch=s.batch, threads=s.threads, iters=s.iters,
-                                       progress=progress):
-                rows.append({**r, "kind": "ours vs reference"})
-    jobs = [(n, m) for n in s.models for m in s.modes]
-    for name, mode in tqdm(jobs, desc="bench channels_last", disable=not progress):
-        default, cl = [], []
-        for _ in range(s.rounds):  # alternate, so that load on the machine hits both alike
-            default.append(hb.time_ours(name, mode, s.batch, s.threads, s.iters, s.warmup).median_s)
-            cl.append(hb.time_ours(name, mode, s.batch, s.threads, s.iters, s.warmup, channels_last=True).median_s)
-        d, c = statistics.median(default), statistics.median(cl)
-        rows.append({"kind": "channels_last vs default", "model": name, "mode": mode, "batch": s.batch,
-                     "threads": s.threads, "ours_s": d, "channels_last_s": c, "speedup": d / c})
-    return rows
-
-
 def bench_data(s: BenchSettings, root: str | None, mmpose_python: str | None) -> dict:
-    try:
-        from harness import bench_data as bd
-    except ImportError as e:  # the data helper's module is optional
-        return {"error": f"harness.bench_data not available ({e})"}
-    root = root or bd.DEFAULT_ROOT
+    from harness.profile import databench
+
+    root = root or (str(databench.DEV_ROOT) if databench.DEV_ROOT.is_dir() else None)
+    if root is None:
+        return {"error": "no COCO-format data: pass --data-root DIR (a folder with "
+                         "annotations/person_keypoints_train2017.json and train2017/)"}
     if not Path(root).is_dir():
         return {"error": f"data root {root}: not found"}
     try:
-        res = bd.bench_pipeline(root, "train2017", s.data_repeats, mmpose_python)
+        res = databench.bench_pipeline(root, "train2017", s.data_repeats, mmpose_python)
     except RuntimeError as e:  # the mmpose worker failed: still report ours
         log.warning("mmpose pipeline timing failed (%s); timing ours alone", str(e).splitlines()[0])
-        res = bd.bench_pipeline(root, "train2017", s.data_repeats, None)
+        res = databench.bench_pipeline(root, "train2017", s.data_repeats, None)
         res["mmpose_error"] = str(e)[-500:]
     res["ours"]["images_per_s"] = 1e3 / res["ours"]["ms_per_sample"]
+    res["root"] = str(root)
     return res
 
 
-def _synthetic_gt(raw, selected):
-    """An in-memory xtcocotools COCO: one GT person per kept prediction, jittered (timing only)."""
-    import contextlib
-    import io
-
-    import numpy as np
-    from xtcocotools.coco import COCO
-
-    rng = np.random.default_rng(1)
-    kps = raw.keypoints[selected] + rng.normal(0, 3, raw.keypoints[selected].shape)
-    k = kps.shape[1]
-    vis = np.full((len(selected), k, 1), 2.0)
-    flat = np.concatenate([kps, vis], axis=2).reshape(len(selected), -1)
-    lo, hi = kps.min(1), kps.max(1)
-    images = [{"id": int(i), "width": 1000, "height": 1000} for i in np.unique(raw.image_ids)]
-    anns = [{"id": j + 1, "image_id": int(raw.image_ids[i]), "category_id": 1, "iscrowd": 0,
-             "keypoints": flat[j].tolist(), "num_keypoints": k, "area": float(raw.areas[i]),
-             "bbox": [float(lo[j, 0]), float(lo[j, 1]), float(hi[j, 0] - lo[j, 0]), float(hi[j, 1] - lo[j, 1])]}
-            for j, i in enumerate(selected.tolist())]
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    return gt
-
-
-def bench_eval(s: BenchSettings) -> dict:
-    """Rescoring + OKS-NMS (ours, vectorised) and COCOeval (xtcocotools) on a synthetic set."""
-    from harness.data.metainfo import COCO_META
-    from harness.eval.coco_eval import evaluate
-    from harness.eval.postprocess import postprocess
-
-    try:
-        from harness.bench_data import synthetic_raw_predictions
-    except ImportError as e:
-        return {"error": f"harness.bench_data not available ({e})"}
-    raw = synthetic_raw_predictions(s.eval_images, s.eval_per_image)
-    t = time.perf_counter()
-    sel, _ = postprocess(raw, COCO_META.sigmas_array)
-    t_nms = time.perf_counter() - t
-    gt = _synthetic_gt(raw, sel)
-    t = time.perf_counter()
-    metrics = evaluate(raw, "<synthetic>", COCO_META, coco_gt=gt)  # includes its own rescoring + NMS
-    t_eval = time.perf_counter() - t
-    return {"predictions": len(raw), "images": s.eval_images, "kept_after_nms": int(len(sel)),
-            "seconds_rescore_oks_nms": t_nms, "seconds_evaluate_total": t_eval,
-            "seconds_cocoeval": max(t_eval - t_nms, 0.0), "nms_share_of_evaluate": t_nms / t_eval,
-            "predictions_per_s": len(raw) / t_eval, "AP_sanity": metrics["AP"]}
-
-
 # ------------------------------------------------------------------------------------------------- report
+def _ratio_cell(r: dict) -> str:
+    if r.get("rounds", 1) > 1:
+        return f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
+    return f"{r['ratio']:.2f}x"
+
+
 def render_markdown(report: dict) -> str:
     m = report["machine"]
-    lines = [f"# hrbench speed report{' (quick)' if report['settings']['quick'] else ''}", "",
+    st = report["settings"]
+    kit = report.get("refkit") or {}
+    lines = [f"# hrbench speed report{' (quick)' if st['quick'] else ''}", "",
              f"Date: {report['date']}  ", f"Machine: {m['cpu']} ({m['cpu_count']} logical CPUs), torch {m['torch']}, "
-             f"Python {m['python']}; model steps on {report['settings']['threads']} threads.  ",
-             f"Reference kit: {report['refkit'] or 'not available (ours only)'}", "",
-             "Ratios > 1 mean ours (or channels_last) is faster. Medians of timed steps; ours and the "
-             "other side run alternately.", "",
+             f"Python {m['python']}; model steps on {st['threads']} threads, batch {st['batch']}.  ",
+             f"Reference kit: {kit.get('python') or 'not used'}"
+             + (f" (torch {kit['torch']})" if kit.get("torch") else "")
+             + (f"; {kit['note']}" if kit.get("note") else ""), "",
+             "Ratio > 1: ours is faster than the reference (reference / ours), or channels_last faster than "
+             "the default layout (default / channels_last). The median over alternating rounds, each side a "
+             "fresh process, with the min-max spread over rounds in brackets.", "",
              "## 1. Backbone steps", "",
-             "| model | mode | batch | threads | comparison | ours (s/step) | other (s/step) | ratio |",
-             "|---|---|---:|---:|---|---:|---:|---:|"]
+             "| model | mode | comparison | rounds | ours (s/step) | other (s/step) | ratio (spread) | torch (ours / other) |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
     for r in report["models"]:
         other = r.get("reference_s", r.get("channels_last_s"))
-        comp = r["kind"] if ("reference_s" in r or "channels_last_s" in r) else "ours only"
-        other_s = "-" if other is None else f"{other:.3f}"
-        ratio = f"{r['speedup']:.2f}x" if "speedup" in r else "-"
-        lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['threads']} | {comp} | {r['ours_s']:.3f} | "
-                     f"{other_s} | {ratio} |")
+        kind = r["kind"] + (" **TORCH MISMATCH: not comparable**" if r.get("torch_mismatch") else "")
+        lines.append(f"| {r['model']} | {r['mode']} | {kind} | {r['rounds']} | {r['ours_s']:.3f} | {other:.3f} | "
+                     f"{_ratio_cell(r)} | {r['ours_torch']} / {r['reference_torch']} |")
+    for name, why in report.get("not_compared", {}).items():
+        lines.append(f"\n{name}: not compared with a reference ({why})")
     d = report["data"]
     lines += ["", "## 2. Data pipeline (one thread, 256x192 training transforms, per sample)", ""]
     if "error" in d:
@@ -237,7 +178,7 @@ def render_markdown(report: dict) -> str:
                          f"({d['speedup_without_decode']:.2f}x without decode) |")
         else:
             lines.append("| mmpose | not available | | | - |")
-        lines.append(f"\n{d['ours']['samples']} samples from the shared coco-mini train split.")
+        lines.append(f"\n{d['ours']['samples']} samples from {d.get('root', 'the data root')}.")
     e = report["eval"]
     lines += ["", "## 3. Evaluation (synthetic set)", ""]
     if "error" in e:
@@ -250,58 +191,107 @@ def render_markdown(report: dict) -> str:
                   f"{e['seconds_cocoeval'] / e['seconds_evaluate_total']:.2f} |",
                   f"| whole `harness.eval.evaluate` | {e['seconds_evaluate_total']:.2f} | 1.00 |",
                   "", f"{e['predictions']} raw predictions over {e['images']} images, {e['kept_after_nms']} kept "
-                  f"after OKS-NMS ({e['predictions_per_s']:.0f} predictions/s end to end)."]
+                  f"after OKS-NMS ({e['predictions_per_s']:.0f} predictions/s end to end); parsing the RAW list "
+                  f"{e['seconds_parse_raw_list']:.2f} s, the COCO results list {e['seconds_to_coco_results']:.2f} s."]
     return "\n".join(lines) + "\n"
 
 
-def run_bench(s: BenchSettings, *, ref_python: str | None = None, data_root: str | None = None,
-              out_dir: str | Path = REPO / "results" / "bench", progress: bool = True) -> dict:
-    """Run the three sections and write ``report.md`` / ``report.json`` into ``out_dir``; returns the report."""
+def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_root: str | None = None,
+              out_dir: str | Path = REPO / "results" / "bench", progress: bool = True, runner=None,
+              kit_note: str | None = None) -> dict:
+    """Run the sections and write ``report.md`` / ``report.json`` into ``out_dir``; returns the report.
+    ``kit``: a ``sidebyside.RefKit`` (None: ours only); ``runner`` replaces ``sidebyside.run_side`` (tests).
+    Raises ``sidebyside.TorchMismatchError`` (nothing written) on a torch mismatch unless ``allow_mismatch``."""
     import torch
 
-    from harness.profile import machine_info
+    from harness.profile import databench, machine_info, sidebyside
 
+    runner = runner or sidebyside.run_side
     t0 = time.perf_counter()
     torch.set_num_threads(s.threads)
-    log.info("bench 1/3: model steps (%s; reference: %s)", ", ".join(s.models), ref_python or "none")
-    models = bench_models(s, ref_python, progress)
-    log.info("bench 2/3: data pipeline")
-    mmpose_python = ref_python if (ref_python and not s.quick) else None  # the refkit venv has mmpose
+    steps = dict(batch=s.batch, threads=s.threads, iters=s.iters, warmup=s.warmup, runner=runner, progress=progress)
+    models, not_compared = [], {}
+    if kit is not None:
+        names = []
+        for name in s.models:
+            why = kit.available(name)
+            if why:
+                not_compared[name] = why
+            else:
+                names.append(name)
+        log.info("bench 1/4: ours vs reference (%s)", ", ".join(names) or "none")
+        models += sidebyside.compare(names, s.modes, kit, rounds=max(s.rounds, sidebyside.MIN_ROUNDS),
+                                     allow_mismatch=allow_mismatch, **steps)
+    log.info("bench 2/4: channels_last vs default (%s)", ", ".join(s.models))
+    models += sidebyside.compare_layouts(s.models, s.modes, rounds=s.rounds, **steps)
+    log.info("bench 3/4: data pipeline")
+    mmpose_python = str(kit.python) if (kit is not None and not s.quick) else None  # the kit's venv has mmpose
     data = bench_data(s, data_root, mmpose_python)
     torch.set_num_threads(s.threads)  # the data bench pins one thread
-    log.info("bench 3/3: evaluation (%d images x %d predictions)", s.eval_images, s.eval_per_image)
-    ev = bench_eval(s)
+    log.info("bench 4/4: evaluation (%d images x %d predictions)", s.eval_images, s.eval_per_image)
+    ev = databench.bench_eval(s.eval_images, s.eval_per_image)
+    ref_torch = sorted({r["reference_torch"] for r in models if r["kind"] == "ours vs reference"})
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info("cpu", s.threads), "settings": vars(s) | {"models": list(s.models),
-                                                                               "modes": list(s.modes)},
-              "refkit": ref_python, "models": models, "data": data, "eval": ev,
+              "machine": machine_info("cpu", s.threads),
+              "settings": dataclasses.asdict(s) | {"models": list(s.models), "modes": list(s.modes)},
+              "refkit": None if kit is None else {"python": str(kit.python), "kit_dir": str(kit.kit_dir),
+                                                  "torch": ", ".join(ref_torch) or None, "note": kit_note},
+              "models": models, "not_compared": not_compared, "data": data, "eval": ev,
               "seconds_total": time.perf_counter() - t0}
+    if kit is None and kit_note:
+        report["refkit"] = {"python": None, "note": kit_note}
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float) + "\n")
     atomic_write_text(out_dir / "report.md", render_markdown(report))
     return report
 
 
+def _find_kit(args, torch_version: str):
+    """(kit or None, note): the reference kit made ready for this torch, or why there is none."""
+    from harness.profile import sidebyside
+
+    try:
+        kit = sidebyside.RefKit.discover(args.refkit, args.refkit_dir, require_python=bool(args.torch_spec))
+    except sidebyside.RefKitError as e:
+        if args.refkit or args.refkit_dir:  # asked for explicitly: an error
+            raise
+        log.warning("no reference kit (%s): timing ours only", e)
+        return None, f"not found ({e})"
+    try:
+        sidebyside.ensure_refkit(kit, torch_version, torch_spec=args.torch_spec, setup=bool(args.torch_spec),
+                                 mirror=args.hrnext_mirror)
+    except sidebyside.RefKitError:
+        if not args.allow_mismatch:
+            raise
+    note = None if kit.has_hrnext else f"no HRNeXt reference: {sidebyside.MIRROR_HINT}"
+    return kit, note
+
+
 def run(args) -> int:
+    import torch
+
+    from harness.profile import sidebyside
+
     s = BenchSettings.quick_settings() if args.quick else BenchSettings()
     overrides = {k: v for k, v in (("batch", args.batch), ("threads", args.threads), ("iters", args.iters),
                                    ("rounds", args.rounds)) if v is not None}
     if args.models:
         overrides["models"] = tuple(args.models)
+    if args.modes:
+        overrides["modes"] = tuple(args.modes)
     try:
         if overrides:
-            from dataclasses import replace
-
-            s = replace(s, **overrides)
+            s = dataclasses.replace(s, **overrides)
         import backbones
 
         for m in s.models:
             backbones.get_entry(m)
-        ref = None if (args.no_refkit or args.quick) else find_refkit(args.refkit)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+        kit, note = (None, None) if (args.no_refkit or args.quick) else _find_kit(args, torch.__version__)
+        report = run_bench(s, kit=kit, allow_mismatch=args.allow_mismatch, data_root=args.data_root,
+                           out_dir=args.out, progress=not args.no_progress, kit_note=note)
+    except (ValueError, KeyError, sidebyside.RefKitError, sidebyside.TorchMismatchError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
-    report = run_bench(s, ref_python=ref, data_root=args.data_root, out_dir=args.out, progress=not args.no_progress)
     out = Path(args.out)
     print(render_markdown(report))
     print(f"wrote {out / 'report.md'} and {out / 'report.json'} in {report['seconds_total']:.0f} s")

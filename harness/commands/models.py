@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import backbones
-    from harness.models import create_pose_model
+    from harness.profile import model_params
 
     if args.name:
         entry = backbones.get_entry(args.name)
@@ -28,6 +28,6 @@ def run(args) -> int:
     print(f"{'model':<15} {'family':<9} {'paper input':<12} {'params':>12}")
     for name in backbones.list_models(args.family):
         entry = backbones.get_entry(name)
-        params = "" if args.no_params else f"{sum(p.numel() for p in create_pose_model(name).parameters()):,}"
+        params = "" if args.no_params else f"{model_params(name):,}"
         print(f"{name:<15} {entry.family:<9} {entry.paper_input or '-':<12} {params:>12}")
     return 0

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from harness.config import PRETRAINED_ENV, Experiment, config_hash
 from harness.data import HeatmapCodec
 from harness.data import build_dataset as _build_dataset
 from harness.data.transforms import AUGMENT_PRESETS
+from harness.profile import ProfileStatic, count_params, machine_info, profile_static
+from harness.results.schema import METRIC_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -134,22 +135,6 @@ def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device
                      nms_mode=e.nms_mode, nms_thr=e.nms_thr)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_gflops(model: nn.Module, input_hw: tuple[int, int]) -> float | None:
-    try:
-        from harness.profile import count_gflops as _count
-    except ImportError:
-        return None
-    try:
-        return float(_count(model, tuple(input_hw)))
-    except Exception as e:  # FLOPs are informative; never fail an evaluation over them
-        log.warning("FLOP count failed for %s: %s", type(model).__name__, e)
-        return None
-
-
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
@@ -158,45 +143,30 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _cpu_name() -> str:
-    try:  # Linux: the marketing name is more useful in a results table than "x86_64"
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> dict:
-    hw = {"cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-          "torch": torch.__version__, "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        hw["gpu"] = torch.cuda.get_device_name(0)
-        hw["gpu_count"] = torch.cuda.device_count()
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world > 1:
-        hw["world_size"] = world
-    return hw
-
-
-# Metric names the results schema knows; anything else from the evaluator goes to ``extra``.
 def _split_metrics(metrics: dict) -> tuple[dict, dict]:
-    try:
-        from harness.results import METRIC_NAMES
-    except ImportError:
-        METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)",
-                        "AP(E)", "AP(M)", "AP(H)")
+    """Metric names the results schema knows; anything else from the evaluator goes to ``extra``."""
     known = {k: float(v) for k, v in metrics.items() if k in METRIC_NAMES}
     other = {k: v for k, v in metrics.items() if k not in METRIC_NAMES}
     return known, other
 
 
+def model_costs(exp: Experiment) -> ProfileStatic:
+    """Params and GFLOPs of ``exp``'s pose model at its input size (``harness.profile.profile_static``
+    with the experiment's keypoints and backbone overrides; cached per architecture)."""
+    return profile_static(exp.model.name, tuple(exp.data.input_size), num_keypoints=exp.model.num_keypoints,
+                          overrides=exp.model.overrides)
+
+
 def make_record(exp: Experiment, *, model: nn.Module, dataset_name: str, split: str, boxes: str,
-                metrics: dict, checkpoint: str | None, extra: dict | None = None,
-                gflops: float | None = None) -> dict:
+                metrics: dict, checkpoint: str | None, extra: dict | None = None) -> dict:
+    """A result record (schema: ``results/README.md``) of ``model`` evaluated under ``exp``: ``params``
+    counted on ``model``, ``gflops`` in the family's paper convention at ``exp.data.input_size`` (batch
+    1), with fvcore's count and the convention's name in ``extra``."""
     known, other = _split_metrics(metrics)
+    costs = model_costs(exp)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     extra = dict(extra or {})
+    extra.update(gflops_fvcore=costs.gflops_fvcore, gflops_convention=costs.convention)
     if exp.init.pretrain != "none" and exp.init.weights:
         extra["init_weights"] = Path(exp.init.weights).name  # which ImageNet file initialised the backbone
         init_info = getattr(model, "init_info", None)  # set by init_backbone when this model was initialised
@@ -209,10 +179,10 @@ def make_record(exp: Experiment, *, model: nn.Module, dataset_name: str, split: 
     return dict(
         schema_version=1, kind="measured", model=exp.model.name, family=exp.family, experiment=exp.name,
         dataset=dataset_name, split=split, boxes=boxes, input_size=list(exp.data.input_size), metrics=known,
-        params=count_params(model), gflops=gflops, recipe=exp.recipe, source=exp.source.label() or None,
-        pretrain=exp.init.pretrain,
-        config_hash=config_hash(exp), seed=exp.train.seed, git_commit=git_commit(), hardware=hardware(),
-        checkpoint=checkpoint, extra=extra,
+        params=count_params(model), gflops=costs.gflops_paper_convention, recipe=exp.recipe,
+        source=exp.source.label() or None, pretrain=exp.init.pretrain, config_hash=config_hash(exp),
+        seed=exp.train.seed, git_commit=git_commit(), hardware=machine_info(device), checkpoint=checkpoint,
+        extra=extra,
     )
 
 

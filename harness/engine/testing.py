@@ -44,7 +44,7 @@ def load_for_eval(exp: Experiment, checkpoint: str | os.PathLike, device: torch.
     model = builders.build_model(exp_without_init(exp))
     weights, kind = weights_from_file(checkpoint)
     report = load_weights(model, weights, strict=True)
-    log.info("loaded %s (%s weights): %s", checkpoint, kind, report.summary() if hasattr(report, "summary") else report)
+    log.info("loaded %s (%s weights): %s", checkpoint, kind, report.summary())
     return model.to(device).eval(), kind
 
 
@@ -63,14 +63,13 @@ def run_test(exp: Experiment, checkpoint: str | os.PathLike, *, device: str | No
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, kind = load_for_eval(exp, checkpoint, dev)
-    gflops = builders.count_gflops(model, tuple(exp.data.input_size))
     out = []
     for split in splits or exp.eval.splits:
         ds = builders.build_dataset(exp, split, train=False, eval_set=True)
         metrics = builders.evaluate(model, ds, exp, device=dev, progress=progress)
         rec = builders.make_record(exp, model=model, dataset_name=exp.eval.dataset, split=split,
                                    boxes=exp.eval.boxes, metrics=metrics, checkpoint=str(checkpoint),
-                                   gflops=gflops, extra={"stage": "test", "weights": kind, **(extra or {})})
+                                   extra={"stage": "test", "weights": kind, **(extra or {})})
         path = builders.write_record(rec, root=results_root)
         log.info("%s %s/%s: %s -> %s", exp.model.name, exp.eval.dataset, split,
                  ", ".join(f"{k}={float(v):.4f}" for k, v in metrics.items() if k in rec["metrics"]), path)

@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import math
 import os
@@ -56,37 +54,17 @@ def model_costs(model_name: str, input_hw: tuple[int, int], *, num_keypoints: in
                 overrides: dict | None = None) -> dict:
     """Parameters and GFLOPs (batch 1, ``input_hw`` = (H, W)) of the pose model ``model_name`` with backbone
     ``overrides``: ``{"params", "gflops" (fvcore: one multiply-add = one flop), "gflops_paper" (the family's
-    paper convention)}``. The only place experiments ask :mod:`harness.profile` for costs; cached."""
-    return dict(_costs(model_name, tuple(int(v) for v in input_hw), int(num_keypoints),
-                       json.dumps(overrides or {}, sort_keys=True)))
-
-
-@functools.lru_cache(maxsize=64)
-def _costs(model_name: str, hw: tuple[int, int], num_keypoints: int, overrides_json: str) -> dict:
-    import backbones
-    from harness.models import create_pose_model
-
-    model = create_pose_model(model_name, num_keypoints=num_keypoints, **json.loads(overrides_json)).eval()
-    x = torch.zeros(1, 3, *hw)
-    with torch.no_grad():
-        fvcore = profile.fvcore_flops(model, x)[0] / 1e9
-        family = backbones.get_entry(model_name).family
-        paper = profile.hook_flops(model, x, profile.PAPER_CONVENTION.get(family, "mmcv-style"))
-    return {"params": int(profile.count_params(model)), "gflops": float(fvcore), "gflops_paper": float(paper)}
+    paper convention)}``, from :func:`harness.profile.profile_static` (cached there)."""
+    costs = profile.profile_static(model_name, tuple(int(v) for v in input_hw), num_keypoints=int(num_keypoints),
+                                   overrides=overrides)
+    return {"params": costs.params, "gflops": costs.gflops_fvcore, "gflops_paper": costs.gflops_paper_convention}
 
 
 def measure_latency(model: torch.nn.Module, hw: tuple[int, int], runs: int) -> float:
-    """Median wall time (ms) of one batch-1 forward pass on the CPU after 2 warm-up passes."""
-    model = model.eval().cpu()
-    x = torch.randn(1, 3, *hw)
-    times = []
-    with torch.inference_mode():
-        for i in range(runs + 2):
-            t0 = time.perf_counter()
-            model(x)
-            if i >= 2:
-                times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
+    """Median wall time (ms) of one batch-1 forward pass on the CPU after 2 warm-up passes
+    (:func:`harness.profile.time_step` of an inference step)."""
+    step = profile.make_step(model.eval().cpu(), torch.randn(1, 3, *hw), "infer")
+    return 1e3 * float(statistics.median(profile.time_step(step, warmup=2, iters=runs)))
 
 
 def cpu_seconds() -> float:

@@ -1,10 +1,9 @@
 """Where the "live" parameter and FLOP counts of tables come from.
 
 A live-profile callable maps ``(model_name, (H, W))`` to ``{"params": int, "gflops": float}``.
-By default the harness's own profiler (``harness.profile.profile_static``) is asked; where it is not
-installed yet, or fails for one model, the cached records under ``results/profiles`` answer instead,
-and where neither knows the model the cell stays empty (logged, never an exception: a table of
-reported rows is still worth printing).
+By default the harness's cost counter (``harness.profile.profile_static``) is asked; where it fails for
+one model, the cached records under ``results/profiles`` answer instead, and where neither knows the
+model the cell stays empty (logged, never an exception: a table of reported rows is still worth printing).
 """
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ import math
 from typing import Any, Callable, Mapping
 
 import pandas as pd
+
+from harness.profile import profile_static
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,8 @@ def cached_profiles(profiles: pd.DataFrame) -> LiveProfile:
 
 
 def default_live_profile(profiles: pd.DataFrame) -> LiveProfile:
-    """The harness profiler when importable, else (and per model on failure) the cached profiles."""
+    """``harness.profile.profile_static``, and per model on failure the cached profiles."""
     cache = cached_profiles(profiles)
-    try:
-        from harness.profile import profile_static  # written separately; may not exist yet
-    except ImportError as e:
-        log.info("harness.profile.profile_static not available (%s): using cached profiles", e)
-        return cache
 
     def live(model: str, hw: tuple[int, int]) -> Cost:
         try:

@@ -1,60 +1,58 @@
-"""Cost of a pose model: parameters, GFLOPs under two labelled conventions, latency, throughput, memory.
+"""Counting: parameters and GFLOPs of a pose model under two labelled conventions.
 
 Two FLOP counts are given for every model, always labelled, because papers disagree on what a "FLOP" is:
 
-* ``gflops_fvcore``: fvcore's ``FlopCountAnalysis`` over the traced graph (one multiply-add = one flop;
-  convolutions, matmul/bmm/einsum/linear, batch/layer/group norm, upsampling, adaptive pooling), plus
-  handles we register for the operators fvcore does not know: ``aten::scaled_dot_product_attention``
-  (HRFormer's window attention: two matmuls, ``B*heads*Nq*Nk*d`` each).  HRNeXt's dynamic convs trace to
-  ``aten::matmul`` (kernel mixing, and the per-sample 1x1 convs) and a grouped ``aten::_convolution`` with
-  the batch folded into the groups; fvcore counts both correctly (checked in ``tests/test_profile.py``).
-  Element-wise operators (add, mul, GELU, ...) are not counted by fvcore; they are listed in
-  ``ProfileStatic.skipped_ops``.
-* ``gflops_paper_convention``: per family, the convention that best reproduces the HRNeXt paper's table
-  (Zhang et al., IEEE TMM 2023, doi:10.1109/TMM.2023.3248144), found by experiment (``fit_conventions``
-  over the ten paper (model, input) pairs; see ``PAPER_CONVENTION``).  All candidates are computed by our
-  own per-module hook counter (``hook_components``), in the style of mmcv's ``get_model_complexity_info``,
-  HRNet's ``get_model_summary`` and the HRNeXt authors' torchstat tool: multiply-adds of convolutions
-  (dynamic convs counted as the conv with the aggregated kernel) and linear layers, optionally plus one op
-  per element for norms (two when affine), ReLU-family activations, pooling and upsampling, and "G" as
-  1e9 or 2^30 (HRNet's tool divides by 1024^3).
+* ``gflops_fvcore`` (:func:`count_gflops`): fvcore's ``FlopCountAnalysis`` over the traced graph (one
+  multiply-add = one flop; convolutions, matmul/bmm/einsum/linear, batch/layer/group norm, upsampling,
+  adaptive pooling), plus handles we register for the operators fvcore does not know:
+  ``aten::scaled_dot_product_attention`` (HRFormer's window attention: two matmuls, ``B*heads*Nq*Nk*d``
+  each).  HRNeXt's dynamic convs trace to ``aten::matmul`` (kernel mixing, and the per-sample 1x1 convs)
+  and a grouped ``aten::_convolution`` with the batch folded into the groups; fvcore counts both
+  correctly (checked in ``tests/test_profile.py``).  Element-wise operators (add, mul, GELU, ...) are not
+  counted by fvcore; they are listed in ``ProfileStatic.fvcore_skipped_ops``.
+* ``gflops_paper_convention`` (:func:`paper_gflops`): per family, the convention that best reproduces the
+  HRNeXt paper's table (Zhang et al., IEEE TMM 2023, doi:10.1109/TMM.2023.3248144), chosen by
+  ``fit_conventions`` over the ten paper (model, input) pairs (see ``PAPER_CONVENTION``).  All candidates
+  are computed by our own per-module hook counter (``hook_components``), in the style of mmcv's
+  ``get_model_complexity_info``, HRNet's ``get_model_summary`` and the HRNeXt authors' torchstat tool:
+  multiply-adds of convolutions (dynamic convs counted as the conv with the aggregated kernel) and linear
+  layers, optionally plus one op per element for norms (two when affine), ReLU-family activations,
+  pooling and upsampling, and "G" as 1e9 or 2^30 (HRNet's tool divides by 1024^3).
 
-``profile_static`` is cached in-process and does no timing; ``profile_runtime`` times inference and
-training steps; ``write_profile_record`` stores both as ``results/profiles/<model>_<H>x<W>_<device>.json``
-(the schema is in ``results/README.md``).
+:func:`profile_static` gives both for a registered model (with optional backbone overrides), cached
+in-process; it is what result records, tables, the demo and the ablations read.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import json
 import logging
 import math
-import os
-import platform
-import resource
-import statistics
-import sys
-import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 import torch.nn as nn
-
-from harness.io import atomic_write_json
 import torch.nn.functional as F
+
+import backbones
+from backbones.hrformer import LocalWindowSelfAttention
+from backbones.hrnext import DynamicConv2d
+from backbones.scaffold import Upsample as ScaffoldUpsample
+from harness.models import create_pose_model
+
+with warnings.catch_warnings():  # fvcore's import warns about torch.jit.script's deprecation
+    warnings.simplefilter("ignore")
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REPORTED_DIR = REPO / "results" / "reported"
-PROFILES_DIR = REPO / "results" / "profiles"
-SCHEMA_VERSION = 1
-MODES = ("infer", "train")
-
 
 
 # --------------------------------------------------------------------------------------------- paper figures
@@ -104,26 +102,8 @@ def parse_hw(text: str | Iterable[int]) -> tuple[int, int]:
 
 def default_input_hw(name: str) -> tuple[int, int]:
     """The paper's input size for the six paper models (the registry's ``paper_input``), else 256x192."""
-    import backbones
-
     entry = backbones.get_entry(name)
     return parse_hw(entry.paper_input) if entry.paper_input else (256, 192)
-
-
-def _build(name: str) -> nn.Module:
-    from .models import create_pose_model
-
-    model = create_pose_model(name)
-    model.eval()
-    return model
-
-
-@functools.lru_cache(maxsize=64)
-def model_params(name: str) -> int:
-    """Parameter count of ``name``'s pose model (built without the weight init, which only costs time)."""
-    from .models import create_pose_model
-
-    return count_params(create_pose_model(name, init=False))
 
 
 def count_params(model: nn.Module) -> int:
@@ -136,13 +116,13 @@ def count_params(model: nn.Module) -> int:
     return n
 
 
+@functools.lru_cache(maxsize=64)
+def model_params(name: str, num_keypoints: int = 17) -> int:
+    """Parameter count of ``name``'s pose model (built without the weight init, which only costs time)."""
+    return count_params(create_pose_model(name, num_keypoints, init=False))
+
+
 # ------------------------------------------------------------------------------------------- fvcore count
-def _shape(v) -> list[int] | None:
-    from fvcore.nn.jit_handles import get_shape
-
-    return get_shape(v)
-
-
 def sdpa_flop_jit(inputs, outputs) -> int:
     """fvcore handle for ``aten::scaled_dot_product_attention(q, k, v, ...)``.
 
@@ -150,7 +130,7 @@ def sdpa_flop_jit(inputs, outputs) -> int:
     multiply-adds) and ``softmax(.) V`` (prod(batch)*Nq*Nk*dv); softmax, scaling and the additive mask
     are element-wise and, as everywhere in fvcore, not counted.
     """
-    q, k, v = (_shape(t) for t in inputs[:3])
+    q, k, v = (get_shape(t) for t in inputs[:3])
     *batch, nq, d = q
     nk, dv = k[-2], v[-1]
     b = math.prod(batch)
@@ -164,28 +144,24 @@ SDPA_OPS = ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_att
 
 
 def fvcore_flops(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
-    """fvcore count of ``model(x)``: ``(total, {operator: flops}, {skipped operator: calls})``."""
-    with warnings_silenced(), torch.no_grad():  # no autograd bookkeeping while tracing
-        from fvcore.nn import FlopCountAnalysis  # its import warns about torch.jit.script deprecation
-
-        fca = FlopCountAnalysis(model, x)
-        fca.set_op_handle(**{op: sdpa_flop_jit for op in SDPA_OPS})
-        fca.unsupported_ops_warnings(False)
-        fca.uncalled_modules_warnings(False)
-        fca.tracer_warnings("none")
-        total = int(fca.total())
-        by_op = {k: int(v) for k, v in fca.by_operator().items()}
-        skipped = dict(fca.unsupported_ops())
+    """fvcore count of ``model(x)`` in eval mode (the mode is restored): ``(total, {operator: flops},
+    {skipped operator: calls})``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():  # no autograd bookkeeping while tracing
+            warnings.simplefilter("ignore")
+            fca = FlopCountAnalysis(model, x)
+            fca.set_op_handle(**{op: sdpa_flop_jit for op in SDPA_OPS})
+            fca.unsupported_ops_warnings(False)
+            fca.uncalled_modules_warnings(False)
+            fca.tracer_warnings("none")
+            total = int(fca.total())
+            by_op = {k: int(v) for k, v in fca.by_operator().items()}
+            skipped = dict(fca.unsupported_ops())
+    finally:
+        model.train(was_training)
     return total, by_op, skipped
-
-
-@contextlib.contextmanager
-def warnings_silenced():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 # -------------------------------------------------------------------------------- module-hook counter
@@ -276,10 +252,6 @@ class _SDPACounter(torch.overrides.TorchFunctionMode):
 def hook_components(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """One no-grad forward of ``model(x)`` with module hooks; returns ``{component: count}`` (see
     ``COMPONENTS``).  x: (N, 3, H, W)."""
-    from backbones.hrformer import LocalWindowSelfAttention
-    from backbones.hrnext import DynamicConv2d
-    from backbones.scaffold import Upsample as ScaffoldUpsample
-
     norm_other = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
     relu_types = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.LeakyReLU)
     gelu_types = (nn.GELU, nn.Sigmoid, nn.SiLU, nn.Hardswish)
@@ -368,8 +340,6 @@ def fit_conventions(components: dict[tuple[str, tuple[int, int]], dict[str, int]
     Returns ``{family: (convention, worst relative error)}``; "closest" = smallest worst-case relative
     error over the family's figures (ties: smaller mean error).
     """
-    import backbones
-
     names = list(candidates or CONVENTIONS)
     errors: dict[str, dict[str, list[float]]] = {}
     for (model, hw), comps in components.items():
@@ -403,6 +373,8 @@ class ProfileStatic:
     fvcore_by_operator: dict = field(default_factory=dict)  # {operator: GFLOPs}
     fvcore_skipped_ops: dict = field(default_factory=dict)  # {aten op fvcore does not count: calls}
     components: dict = field(default_factory=dict)  # hook_components(...), raw counts
+    num_keypoints: int = 17
+    overrides: dict = field(default_factory=dict)  # backbone config fields changed from the variant's
 
     def __post_init__(self):
         if not isinstance(self.params, int) or self.params <= 0:
@@ -434,252 +406,63 @@ class ProfileStatic:
         return d
 
 
-@functools.lru_cache(maxsize=64)
-def profile_static(name: str, input_hw: tuple[int, int] = (256, 192)) -> ProfileStatic:
-    """Params and GFLOPs (fvcore, and the family's paper convention) of ``name``'s pose model at
-    ``input_hw`` = (H, W), batch 1, on the CPU.  No timing; cached in-process."""
-    import backbones
+# Backbone config fields that change neither the parameters nor the forward's arithmetic (gradient
+# checkpointing, drop path, BN vs SyncBN): left out of the architecture a cost is cached for.
+COST_NEUTRAL_FIELDS = ("with_cp", "drop_path_rate", "norm_layer")
 
-    input_hw = parse_hw(input_hw)
+
+def profile_static(name: str, input_hw: tuple[int, int] | str = (256, 192), *, num_keypoints: int = 17,
+                   overrides: dict | None = None) -> ProfileStatic:
+    """Params and GFLOPs (fvcore, and the family's paper convention) of ``name``'s pose model at
+    ``input_hw`` = (H, W), batch 1, on the CPU; ``overrides`` are backbone config fields (as
+    ``create_pose_model`` takes them).  No timing; cached in-process per (name, size, keypoints, overrides).
+    An unknown ``name`` raises ``KeyError`` listing the valid ones."""
+    costly = {k: v for k, v in (overrides or {}).items() if k not in COST_NEUTRAL_FIELDS}
+    return _profile_static(name, parse_hw(input_hw), int(num_keypoints), json.dumps(costly, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=128)
+def _profile_static(name: str, input_hw: tuple[int, int], num_keypoints: int, overrides_json: str) -> ProfileStatic:
     family = backbones.get_entry(name).family  # KeyError naming the valid models
     convention = PAPER_CONVENTION.get(family, "mmcv-style")
-    model = _build(name)
+    overrides = json.loads(overrides_json)
+    model = create_pose_model(name, num_keypoints, init=False, **overrides).eval()
     x = torch.zeros(1, 3, *input_hw)
     fv_total, by_op, skipped = fvcore_flops(model, x)  # needs real tensors (it traces)
     # The hook counter only needs shapes: the meta device skips the arithmetic.
     comps = hook_components(model.to("meta"), x.to("meta"))
-    fig = paper_figure(name, input_hw)
+    fig = paper_figure(name, input_hw) if (num_keypoints == 17 and not overrides) else None
     return ProfileStatic(
         model=name, input_hw=input_hw, params=count_params(model), gflops_fvcore=fv_total / 1e9,
         gflops_paper_convention=float(CONVENTIONS[convention].gflops(comps)), convention=convention,
         paper_params_m=fig.params_m if fig else None, paper_gflops=fig.gflops if fig else None,
         fvcore_by_operator={k: v / 1e9 for k, v in sorted(by_op.items())}, fvcore_skipped_ops=skipped,
-        components=comps)
+        components=comps, num_keypoints=num_keypoints, overrides=overrides)
 
 
-# ----------------------------------------------------------------------------------------- runtime profile
-class _PeakRSS:
-    """Peak resident set size of this process while inside the block, sampled every ``interval`` s by a
-    background thread (psutil); without psutil, the growth of ``ru_maxrss`` (a lower bound)."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.base = self.peak = 0
-        self.method = ""
-
-    @staticmethod
-    def _maxrss() -> int:
-        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-    def __enter__(self):
-        import threading
-
-        try:
-            import psutil
-        except ImportError:
-            psutil = None
-        if psutil is None:
-            self.method = "ru_maxrss growth (lower bound)"
-            self.base = self._maxrss()
-            self._thread = None
-            return self
-        proc = psutil.Process()
-        self.method = "peak RSS growth (psutil, sampled every 5 ms)"
-        self.base = self.peak = proc.memory_info().rss
-        self._stop = threading.Event()
-
-        def sample():
-            while not self._stop.wait(self.interval):
-                self.peak = max(self.peak, proc.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        self._proc = proc
-        return self
-
-    def __exit__(self, *exc):
-        if self._thread is None:
-            self.peak = self._maxrss()
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-        return False
-
-    @property
-    def delta_mb(self) -> float:
-        return max(0, self.peak - self.base) / 2 ** 20
+# ------------------------------------------------------------------------------------ counts of a live model
+def _zeros_like_input(model: nn.Module, input_hw: tuple[int, int]) -> torch.Tensor:
+    p = next(model.parameters())
+    return torch.zeros(1, 3, *parse_hw(input_hw), device=p.device, dtype=p.dtype)
 
 
-def _make_step(model: nn.Module, x: torch.Tensor, mode: str) -> Callable[[], None]:
-    """``infer``: no-grad forward in eval mode.  ``train``: forward, MSE to a zero heatmap target (the
-    pose loss's cost), backward and an AdamW step, in train mode."""
-    if mode == "infer":
-        model.eval()
-
-        def step():
-            with torch.inference_mode():
-                model(x)
-        return step
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        F.mse_loss(out, torch.zeros_like(out)).backward()
-        opt.step()
-    return step
+def count_gflops(model: nn.Module, input_hw: tuple[int, int] | str) -> float:
+    """fvcore GFLOPs (1 multiply-add = 1 flop, with the SDPA handle) of one ``model`` forward at batch 1,
+    input (1, 3, H, W) on the model's device.  For a registered model, ``profile_static`` is the cached
+    equivalent (``profile_static(name, hw).gflops_fvcore``)."""
+    return fvcore_flops(model, _zeros_like_input(model, input_hw))[0] / 1e9
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def paper_gflops(model: nn.Module, input_hw: tuple[int, int] | str, family: str | None = None) -> float:
+    """GFLOPs of one ``model`` forward at batch 1 under ``family``'s paper convention (``PAPER_CONVENTION``;
+    default: ``model.family`` of a ``PoseModel``)."""
+    family = family or getattr(model, "family", None)
+    if family not in PAPER_CONVENTION:
+        raise ValueError(f"paper_gflops: family {family!r} has no paper convention; known: {sorted(PAPER_CONVENTION)}")
+    return CONVENTIONS[PAPER_CONVENTION[family]].gflops(hook_components(model, _zeros_like_input(model, input_hw)))
 
 
-def machine_info(device: str = "cpu", threads: int | None = None) -> dict:
-    """CPU model, core count, torch threads and version, and the GPU name when ``device`` is CUDA."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads or torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": device}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def profile_runtime(name: str, input_hw: tuple[int, int] = (256, 192), *, batch_sizes: Iterable[int] = (1, 8),
-                    modes: Iterable[str] = MODES, device: str = "cpu", threads: int | None = None, warmup: int = 3,
-                    iters: int = 10, progress: bool = True, channels_last: bool = False) -> dict:
-    """Latency, throughput and peak memory of ``name``'s pose model for each (mode, batch).
-
-    Each (mode, batch) gets a fresh model, ``warmup`` untimed steps, then ``iters`` timed steps
-    (synchronised on CUDA); the median and minimum are reported, with the thread count used.  Peak
-    memory (see ``_time_one``): growth of ``torch.cuda.max_memory_allocated`` on CUDA, of the process's
-    resident set on the CPU, from before the model is built.
-    Returns ``{"device", "threads", "warmup", "iters", "input_size", "machine", "results": [row, ...]}``
-    with rows ``{"mode", "batch", "median_ms", "min_ms", "throughput_ips", "peak_mem_mb", "mem_kind"}``;
-    a (mode, batch) that cannot run (HRNeXt trains only with batch >= 2) gets ``"skipped": reason``.
-    """
-    from tqdm import tqdm
-
-    input_hw = parse_hw(input_hw)
-    batch_sizes, modes = [int(b) for b in batch_sizes], list(modes)
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise ValueError(f"batch_sizes={batch_sizes!r}: expected positive integers")
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise ValueError(f"modes={modes!r}: expected a non-empty subset of {MODES}")
-    if warmup < 0 or iters < 1:
-        raise ValueError(f"warmup={warmup}, iters={iters}: need warmup >= 0 and iters >= 1")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine")
-    previous_threads = None
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads={threads!r}: expected a positive integer")
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-    import backbones
-
-    backbones.get_entry(name)  # unknown name -> KeyError listing the valid ones, before any work
-    jobs = [(m, b) for m in modes for b in batch_sizes]
-    rows = []
-    threads_used = torch.get_num_threads()
-    try:
-        bar = tqdm(jobs, desc=f"profile {name} {input_hw[0]}x{input_hw[1]}", disable=not progress, unit="cfg")
-        for mode, batch in bar:
-            bar.set_postfix_str(f"{mode} batch {batch}")
-            rows.append(_time_one(name, input_hw, mode, batch, dev, warmup, iters, channels_last))
-    finally:
-        if previous_threads is not None:  # a library call leaves the caller's thread count as it was
-            torch.set_num_threads(previous_threads)
-    return {"model": name, "input_size": list(input_hw), "device": str(dev), "threads": threads_used,
-            "warmup": warmup, "iters": iters, "channels_last": channels_last,
-            "machine": machine_info(str(dev), threads_used), "results": rows}
-
-
-def _time_one(name: str, input_hw: tuple[int, int], mode: str, batch: int, dev: torch.device, warmup: int,
-              iters: int, channels_last: bool) -> dict:
-    """One (mode, batch) of ``profile_runtime``: a fresh model, warm-up, ``iters`` timed steps.
-
-    Peak memory counts from before the model is built (weights, optimizer state, activations, the
-    allocator's caches): ``torch.cuda.max_memory_allocated`` on CUDA, the growth of the process's
-    resident set on the CPU (approximate: memory freed by an earlier configuration may be reused).
-    """
-    row: dict = {"mode": mode, "batch": batch}
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-    try:
-        with _PeakRSS() as rss:
-            model = _build(name).to(dev)
-            x = torch.randn(batch, 3, *input_hw, generator=torch.Generator().manual_seed(0)).to(dev)
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
-                x = x.contiguous(memory_format=torch.channels_last)
-            step = _make_step(model, x, mode)
-            for _ in range(warmup):
-                step()
-            _sync(dev)
-            times = []
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                step()
-                _sync(dev)
-                times.append(time.perf_counter() - t0)
-    except ValueError as e:  # a configuration the model refuses (the message names why)
-        log.info("%s %s batch %d skipped: %s", name, mode, batch, e)
-        return row | {"skipped": str(e)}
-    med = statistics.median(times)
-    row.update(median_ms=1e3 * med, min_ms=1e3 * min(times), throughput_ips=batch / med)
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev)
-        row.update(peak_mem_mb=(peak - base) / 2 ** 20, mem_kind="torch.cuda.max_memory_allocated growth")
-    else:
-        row.update(peak_mem_mb=rss.delta_mb, mem_kind=rss.method)
-    return row
-
-
-# ------------------------------------------------------------------------------------------------ records
-def record_path(name: str, input_hw: tuple[int, int], device: str = "cpu", root: str | os.PathLike = PROFILES_DIR
-                ) -> Path:
-    h, w = parse_hw(input_hw)
-    return Path(root) / f"{name}_{h}x{w}_{torch.device(device).type}.json"
-
-
-def write_profile_record(static: ProfileStatic, runtime: dict | None = None, *, device: str = "cpu",
-                         root: str | os.PathLike = PROFILES_DIR) -> Path:
-    """Write ``results/profiles/<model>_<H>x<W>_<device>.json`` (schema: ``results/README.md``,
-    validated with ``harness.results`` before writing), atomically; returns the path.
-
-    ``latency`` holds the runtime rows (empty without ``runtime``) plus the paper's figures and the
-    per-operator fvcore split, since the record schema has no other free-form field.
-    """
-    from harness.results.schema import ProfileRecord, now_iso
-
-    latency = dict(runtime or {})
-    machine = latency.pop("machine", None) or machine_info(device)
-    latency["static"] = {"paper_params_m": static.paper_params_m, "paper_gflops": static.paper_gflops,
-                         "convention_description": CONVENTIONS[static.convention].description,
-                         "fvcore_by_operator": static.fvcore_by_operator,
-                         "fvcore_skipped_ops": static.fvcore_skipped_ops}
-    rec = ProfileRecord(model=static.model, input_size=list(static.input_hw), params=static.params,
-                        gflops_fvcore=static.gflops_fvcore, gflops_paper_convention=static.gflops_paper_convention,
-                        convention=static.convention, latency=latency, hardware=machine, date=now_iso())
-    path = record_path(static.model, static.input_hw, device, root)
-    atomic_write_json(path, asdict(rec), indent=2, default=float)
-    return path
-
-
-__all__ = ["COMPONENTS", "CONVENTIONS", "Convention", "PAPER_CONVENTION", "PaperFigure", "ProfileStatic",
-           "count_params", "default_input_hw", "fit_conventions", "fvcore_flops", "hook_components", "hook_flops",
-           "machine_info", "model_params", "paper_figure", "paper_figures", "parse_hw", "profile_runtime", "profile_static",
-           "record_path", "sdpa_flop_jit", "write_profile_record"]
+__all__ = ["COMPONENTS", "CONVENTIONS", "COST_NEUTRAL_FIELDS", "Convention", "PAPER_CONVENTION", "PaperFigure", "ProfileStatic",
+           "count_gflops", "count_params", "default_input_hw", "fit_conventions", "fvcore_flops", "hook_components",
+           "hook_flops", "model_params", "paper_figure", "paper_figures", "paper_gflops", "parse_hw", "profile_static",
+           "SDPA_OPS", "sdpa_flop_jit"]

@@ -1,17 +1,14 @@
-"""Speed of the data pipeline and of the evaluation post-processing.
+"""Data and evaluation bench: speed of the training pipeline and of the evaluation post-processing.
 
-* ``bench_pipeline``: per-sample time of our training pipeline (decode + augment + warp +
-  normalise + heatmaps) on one thread, and of mmpose 1.x's equivalent pipeline on the same
-  instances (LoadImage, GetBBoxCenterScale, RandomFlip, RandomHalfBody, RandomBBoxTransform,
-  TopdownAffine, GenerateTarget(MSRAHeatmap), PackPoseInputs) when an interpreter with mmpose is
-  given (``--mmpose-python``) or mmpose is importable here. Also reports both without the JPEG
-  decode, which is the same libjpeg-turbo call in both pipelines.
-* ``bench_eval``: rescoring + OKS-NMS of a synthetic COCO-val-sized set (default 100k raw
-  predictions over 5k images), plus the conversion of the RAW.json list of dicts.
+* ``bench_pipeline``: per-sample time of our training pipeline (decode + augment + warp + normalise +
+  heatmaps) on one thread, and of mmpose 1.x's equivalent pipeline on the same instances (LoadImage,
+  GetBBoxCenterScale, RandomFlip, RandomHalfBody, RandomBBoxTransform, TopdownAffine,
+  GenerateTarget(MSRAHeatmap), PackPoseInputs) when an interpreter with mmpose is given or mmpose is
+  importable here; both also without the JPEG decode (the same libjpeg-turbo call in both pipelines).
+* ``bench_eval``: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set.
 
-Run: ``python -m harness.bench_data [--root DIR] [--mmpose-python PY] [--json OUT]``.
-This file only imports the standard library at module level so that it can also run as a plain
-script under mmpose's interpreter (``--mmpose-worker``).
+This file imports only the standard library at module level: ``bench_pipeline`` runs it as a plain
+script under mmpose's interpreter (``--mmpose-worker``), which has no harness.
 """
 from __future__ import annotations
 
@@ -19,11 +16,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-mini"
+# A development checkout's COCO-format sample (real JPEGs); elsewhere pass a COCO-format folder.
+DEV_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco-mini"
 
 
 def _clock() -> float:
@@ -134,7 +131,7 @@ def _time_ours(ds, decoded: dict | None, epoch: int) -> float:
     return (_clock() - t) / len(ds)
 
 
-def bench_pipeline(root: str | Path = DEFAULT_ROOT, split: str = "train2017", repeats: int = 3,
+def bench_pipeline(root: str | Path, split: str = "train2017", repeats: int = 3,
                    mmpose_python: str | None = None) -> dict:
     """Per-sample ms of our pipeline (one thread) and, if available, mmpose's on the same images.
 
@@ -208,11 +205,38 @@ def synthetic_raw_predictions(num_images: int = 5000, per_image: int = 20, num_k
     )
 
 
-def bench_eval(num_images: int = 5000, per_image: int = 20) -> dict:
-    """Seconds for rescoring + OKS-NMS of ``num_images * per_image`` raw predictions."""
-    import numpy as np
+def _synthetic_gt(raw, selected):
+    """An in-memory xtcocotools COCO: one GT person per kept prediction, jittered (timing only)."""
+    import contextlib
+    import io
 
+    import numpy as np
+    from xtcocotools.coco import COCO
+
+    rng = np.random.default_rng(1)
+    kps = raw.keypoints[selected] + rng.normal(0, 3, raw.keypoints[selected].shape)
+    k = kps.shape[1]
+    vis = np.full((len(selected), k, 1), 2.0)
+    flat = np.concatenate([kps, vis], axis=2).reshape(len(selected), -1)
+    lo, hi = kps.min(1), kps.max(1)
+    images = [{"id": int(i), "width": 1000, "height": 1000} for i in np.unique(raw.image_ids)]
+    anns = [{"id": j + 1, "image_id": int(raw.image_ids[i]), "category_id": 1, "iscrowd": 0,
+             "keypoints": flat[j].tolist(), "num_keypoints": k, "area": float(raw.areas[i]),
+             "bbox": [float(lo[j, 0]), float(lo[j, 1]), float(hi[j, 0] - lo[j, 0]), float(hi[j, 1] - lo[j, 1])]}
+            for j, i in enumerate(selected.tolist())]
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def bench_eval(num_images: int = 5000, per_image: int = 20) -> dict:
+    """Seconds of each evaluation step on ``num_images * per_image`` synthetic raw predictions: parsing
+    the RAW.json list, rescoring + OKS-NMS (ours, vectorised), the COCO results list, and the whole
+    ``harness.eval.evaluate`` (its own rescoring + NMS, then xtcocotools' COCOeval against a synthetic GT)."""
     from harness.data.metainfo import COCO_META
+    from harness.eval.coco_eval import evaluate
     from harness.eval.postprocess import RawPredictions, postprocess, to_coco_results
 
     raw = synthetic_raw_predictions(num_images, per_image)
@@ -222,49 +246,27 @@ def bench_eval(num_images: int = 5000, per_image: int = 20) -> dict:
     t_parse = time.perf_counter() - t
     t = time.perf_counter()
     sel, scores = postprocess(raw, COCO_META.sigmas_array)
-    t_pp = time.perf_counter() - t
+    t_nms = time.perf_counter() - t
     t = time.perf_counter()
     to_coco_results(raw, sel, scores)
     t_res = time.perf_counter() - t
+    gt = _synthetic_gt(raw, sel)
+    t = time.perf_counter()
+    metrics = evaluate(raw, "<synthetic>", COCO_META, coco_gt=gt)
+    t_eval = time.perf_counter() - t
     return {"predictions": len(raw), "images": num_images, "kept_after_nms": int(len(sel)),
-            "seconds_rescore_and_oks_nms": t_pp, "seconds_parse_raw_list": t_parse,
-            "seconds_to_coco_results": t_res, "kept_fraction": float(len(sel) / len(raw)),
-            "_check": float(np.sum(scores))}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", default=str(DEFAULT_ROOT), help="COCO-format folder (default: shared coco-mini)")
-    ap.add_argument("--split", default="train2017")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--mmpose-python", default=None, help="interpreter with mmpose 1.x for the reference timing")
-    ap.add_argument("--eval-images", type=int, default=5000)
-    ap.add_argument("--eval-per-image", type=int, default=20)
-    ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--mmpose-worker", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.mmpose_worker:
-        print(json.dumps(_mmpose_worker(Path(args.root), args.split, args.repeats)))
-        return 0
-    res = {"pipeline": bench_pipeline(args.root, args.split, args.repeats, args.mmpose_python),
-           "eval": bench_eval(args.eval_images, args.eval_per_image)}
-    p, e = res["pipeline"], res["eval"]
-    print("| pipeline (1 thread, 256x192, per sample) | full (ms) | without JPEG decode (ms) |")
-    print("|---|---:|---:|")
-    print(f"| hrbench | {p['ours']['ms_per_sample']:.2f} | {p['ours']['ms_per_sample_without_decode']:.2f} |")
-    if p["mmpose"]:
-        print(f"| mmpose 1.x | {p['mmpose']['ms_per_sample']:.2f} | {p['mmpose']['ms_per_sample_without_decode']:.2f} |")
-        print(f"| speed-up | {p['speedup']:.2f}x | {p['speedup_without_decode']:.2f}x |")
-    print(f"\nevaluation post-processing: {e['predictions']} raw predictions over {e['images']} images: "
-          f"rescoring + OKS-NMS {e['seconds_rescore_and_oks_nms']:.2f} s, parsing the RAW list "
-          f"{e['seconds_parse_raw_list']:.2f} s, COCO results {e['seconds_to_coco_results']:.2f} s")
-    if args.json:
-        from harness.io import atomic_write_json
-
-        atomic_write_json(args.json, res, indent=2)
-    return 0
+            "seconds_parse_raw_list": t_parse, "seconds_rescore_oks_nms": t_nms, "seconds_to_coco_results": t_res,
+            "seconds_evaluate_total": t_eval, "seconds_cocoeval": max(t_eval - t_nms, 0.0),
+            "nms_share_of_evaluate": t_nms / t_eval, "predictions_per_s": len(raw) / t_eval,
+            "AP_sanity": metrics["AP"]}
 
 
 if __name__ == "__main__":
-    # Also run as a plain script by mmpose's interpreter (--mmpose-worker): no harness imports.
-    raise SystemExit(main(sys.argv[1:]))
+    # Run as a plain script by mmpose's interpreter (``bench_pipeline``): standard library imports only.
+    ap = argparse.ArgumentParser(description="mmpose side of bench_pipeline (prints one JSON line)")
+    ap.add_argument("--mmpose-worker", action="store_true", required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--split", default="train2017")
+    ap.add_argument("--repeats", type=int, default=1)
+    a = ap.parse_args()
+    print(json.dumps(_mmpose_worker(Path(a.root), a.split, a.repeats)))
