@@ -133,7 +133,16 @@ class DataCfg:
     val_boxes: Boxes = "gt"
     det_file: Optional[str] = field(default=None, metadata={"hash": False})
     det_score_thr: float = 0.0
-    num_workers: int = field(default=2, metadata={"hash": False})
+    # Data loading (speed only, not hashed). num_workers: None = automatic, the CPU cores this process
+    # may use (its affinity mask) divided by LOCAL_WORLD_SIZE, at most max_workers
+    # (harness.data.loader.auto_num_workers); 0 loads in the main process. persistent_workers keeps
+    # the workers (and their caches) across epochs; pin_memory page-locks batches on CUDA;
+    # prefetch_factor is the number of batches each worker keeps ready.
+    num_workers: Optional[int] = field(default=None, metadata={"hash": False})
+    max_workers: int = field(default=16, metadata={"hash": False})
+    persistent_workers: bool = field(default=True, metadata={"hash": False})
+    pin_memory: bool = field(default=True, metadata={"hash": False})
+    prefetch_factor: int = field(default=2, metadata={"hash": False})
     # Training augmentation strength: a preset of harness.data.transforms.AUGMENT_PRESETS.
     augment: str = "standard"
     # Heatmap encoding/decoding: "msra" (Gaussian at the integer location, quarter-offset decoding; the
@@ -154,7 +163,13 @@ class DataCfg:
         if self.val_boxes == "det" and not self.det_file:
             _fail("data", "det_file", "is required when data.val_boxes='det'")
         _positive("data", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
-        _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        if self.num_workers is not None:
+            _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        _positive("data", "max_workers", self.max_workers)
+        _positive("data", "prefetch_factor", self.prefetch_factor)
+        for name in ("persistent_workers", "pin_memory"):
+            if not isinstance(getattr(self, name), bool):
+                _fail("data", name, f"must be true or false, got {getattr(self, name)!r}")
         _choice("data", "augment", self.augment, ("standard", "light", "flip-only"))
         _choice("data", "codec", self.codec, ("msra", "dark", "udp"))
 

@@ -99,11 +99,12 @@ def _det_path(det_file: str | None) -> str | None:
 
 def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True) -> dict:
     """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}."""
+    from harness.data.loader import resolve_num_workers
     from harness.eval import evaluate as _evaluate
     from harness.eval import predict
 
-    preds = predict(model, dataset, batch_size=exp.eval.batch_size, flip_test=exp.eval.flip_test,
-                    device=device, num_workers=exp.data.num_workers, progress=progress)
+    preds = predict(model, dataset, batch_size=exp.eval.batch_size, flip_test=exp.eval.flip_test, device=device,
+                    num_workers=resolve_num_workers(exp.data.num_workers, exp.data.max_workers), progress=progress)
     ann_file = getattr(dataset, "ann_file", None)
     if ann_file is None:
         raise AttributeError(f"{type(dataset).__name__} has no 'ann_file'; cannot score predictions")
