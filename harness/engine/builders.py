@@ -77,7 +77,7 @@ def build_dataset(exp: Experiment, split: str, *, train: bool, eval_set: bool = 
     kwargs: dict[str, Any] = dict(input_size=tuple(exp.data.input_size), train=train,
                                   det_file=_det_path(det_file),
                                   det_score_thr=thr, seed=exp.train.seed,
-                                  augment=AUGMENT_PRESETS[exp.data.augment])
+                                  augment=AUGMENT_PRESETS[exp.data.augment], decode=exp.data.decode)
     if "codec" in inspect.signature(_build).parameters:
         # The experiment's sigma (2 at 256x192, 3 at 384x288 in the papers) rather than the data
         # module's size-based default, so `--set data.sigma=...` ablations reach the targets.
