@@ -149,9 +149,10 @@ class DataCfg:
     # three papers), "dark" (unbiased Gaussian + DARK's Taylor refinement, Zhang et al. 2020) or "udp"
     # (UDP's unbiased warp and coding, Huang et al. 2020).
     codec: str = "msra"
-    # JPEG decoding: "full" (every image at full size: the reference pipelines' pixels) or "scaled"
-    # (a crop that shrinks the image by 2, 4 or 8 decodes it at that fraction in the DCT domain;
-    # slightly smoother crops of large people, see harness.data.decode).
+    # JPEG decoding: "full" (every image at full size: the reference pipelines' pixels), "roi" (only the
+    # part a crop reads, for JPEGs with restart markers; same pixels up to the warp's rounding) or
+    # "scaled" ("roi", and a crop that shrinks the image by 2, 4 or 8 decodes it at that fraction in
+    # the DCT domain: slightly smoother crops of large people). See harness.data.decode.
     decode: str = "full"
 
     def __post_init__(self) -> None:
@@ -176,7 +177,7 @@ class DataCfg:
                 _fail("data", name, f"must be true or false, got {getattr(self, name)!r}")
         _choice("data", "augment", self.augment, ("standard", "light", "flip-only"))
         _choice("data", "codec", self.codec, ("msra", "dark", "udp"))
-        _choice("data", "decode", self.decode, ("full", "scaled"))  # harness.data.decode.DECODE_MODES
+        _choice("data", "decode", self.decode, ("full", "roi", "scaled"))  # harness.data.decode.DECODE_MODES
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def build_dataset(
         ann_file / img_dir: override the layout.
         seed: augmentation seed (see ``TopDownDataset.set_epoch``).
         meta: dataset metadata for non-built-in datasets.
-        decode: "full" or "scaled" JPEG decoding (``harness.data.decode``).
+        decode: "full", "roi" or "scaled" JPEG decoding (``harness.data.decode``).
     """
     layout = resolve_layout(name, root, split, ann_file=ann_file, img_dir=img_dir, det_file=det_file)
     if not layout.ann_file.is_file():

@@ -2,8 +2,9 @@
 
 Per item (see ``TopDownDataset.__getitem__``): box -> centre/scale
 (padding 1.25, input aspect ratio), in training flip / half-body / scale / rotation drawn from a
-generator seeded by ``(seed, epoch, index)``, decode the image (cv2; with ``decode="scaled"`` at
-1/2, 1/4 or 1/8 of its size when the crop shrinks it enough, see ``harness.data.decode``), one
+generator seeded by ``(seed, epoch, index)``, decode the image (cv2; with ``decode="roi"`` only
+the part the crop reads, with ``decode="scaled"`` also at 1/2, 1/4 or 1/8 of its size when the
+crop shrinks it enough, see ``harness.data.decode``), one
 affine warp to the input size (the flip is folded into the warp matrix, so the full image is never
 copied), BGR -> RGB, ImageNet normalisation and,
 in training, MSRA (or UDP/DARK) Gaussian heatmaps with per-keypoint target weights.
@@ -65,9 +66,10 @@ class TopDownDataset(Dataset):
         padding: box padding (1.25).
         seed: base seed; sample ``i`` of epoch ``e`` draws from ``default_rng([seed, e, i])``.
         use_udp: UDP warp (and pass a UDP codec).
-        decode: "full" (every image at full size, the reference's pixels) or "scaled" (JPEGs at
-            1/2, 1/4 or 1/8 when the crop has at most one output pixel per decoded pixel;
-            ``harness.data.decode``).
+        decode: "full" (every image at full size, the reference's pixels), "roi" (only the region
+            the crop reads, for JPEGs with restart markers) or "scaled" ("roi", and JPEGs at 1/2,
+            1/4 or 1/8 when the crop has at most one output pixel per decoded pixel); see
+            ``harness.data.decode``.
 
     Items are dicts that ``torch.utils.data.default_collate`` batches:
     ``img`` (3, H, W) float32 normalised RGB; ``heatmaps`` (K, H/4, W/4) float32 (train only);
@@ -168,8 +170,9 @@ class TopDownDataset(Dataset):
         inst = self.instances[index]
         p = self.crop_params(index)
         h, w = self.cfg.input_size
-        if self.cfg.decode == "scaled":
-            img, matrix, _ = load_image_for_crop(inst.file, p["img_matrix"], expect_hw=(inst.height, inst.width))
+        if self.cfg.decode != "full":
+            img, matrix, _ = load_image_for_crop(inst.file, p["img_matrix"], (w, h), (inst.height, inst.width),
+                                                 max_factor=8 if self.cfg.decode == "scaled" else 1)
         else:
             img, matrix = load_image(inst.file, expect_hw=(inst.height, inst.width)), p["img_matrix"]
         crop = warp_image(img, matrix, (w, h))
