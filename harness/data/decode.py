@@ -259,20 +259,23 @@ class _RestartIndex:
         w = min(self.width, (c1 + 1) * self.mcu_w) - c0 * self.mcu_w
         header = self.header.copy()
         header[self.sof_at + 5:self.sof_at + 9] = np.frombuffer(struct.pack(">HH", h, w), np.uint8)
-        pieces = [header]
-        count = 0  # restart markers written so far: the decoder expects RST0, RST1, ... RST7, RST0, ...
-        for r in range(r0, r1 + 1):
-            q0, q1 = r * self.per_row + c0, r * self.per_row + c1
-            if count:
-                pieces.append(np.array([0xFF, 0xD0 + ((count - 1) & 7)], np.uint8))
-            a = int(self.starts[q0])
-            row = self.scan[a:int(self.ends[q1])].copy()
-            inner = self.markers[q0:q1] - a + 1  # second bytes of the markers inside this row's run
-            row[inner] = 0xD0 + ((count + np.arange(inner.size)) & 7)
-            count += inner.size + 1
-            pieces.append(row)
-        pieces.append(np.array([0xFF, 0xD9], np.uint8))
-        return np.concatenate(pieces), c0 * self.mcu_w, r0 * self.mcu_h
+        # Row r contributes the bytes of its intervals c0..c1 and (except the last row) the restart
+        # marker after them; all markers are then renumbered RST0, RST1, ..., RST7, RST0, ... as
+        # the decoder expects.
+        q0 = np.arange(r0, r1 + 1) * self.per_row + c0
+        q1 = q0 + (c1 - c0)
+        begin = self.starts[q0]
+        end = self.ends[q1] + 2
+        end[-1] -= 2
+        lens = end - begin
+        out_start = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        body = self.scan[np.arange(int(lens.sum())) + np.repeat(begin - out_start, lens)]
+        per_row = c1 - c0 + 1  # markers in a row's run, the trailing one included
+        mk = (q0[:, None] + np.arange(per_row)[None, :]).ravel()[:-1]  # the last row has no trailing marker
+        row_of = np.repeat(np.arange(q0.size), per_row)[:-1]
+        at = self.markers[mk] - begin[row_of] + out_start[row_of] + 1
+        body[at] = 0xD0 + (np.arange(at.size) & 7)
+        return np.concatenate([header, body, np.array([0xFF, 0xD9], np.uint8)]), c0 * self.mcu_w, r0 * self.mcu_h
 
 
 #: Pixels kept around the area a crop samples: 1 for the bilinear neighbour, 2 for the chroma
