@@ -136,7 +136,7 @@ class DataCfg:
     # Data loading (speed only, not hashed). num_workers: None = automatic, the CPU cores this process
     # may use (its affinity mask) divided by LOCAL_WORLD_SIZE, at most max_workers
     # (harness.data.loader.auto_num_workers); 0 loads in the main process. persistent_workers keeps
-    # the workers (and their caches) across epochs; pin_memory page-locks batches on CUDA;
+    # the worker processes alive across epochs; pin_memory page-locks batches on CUDA;
     # prefetch_factor is the number of batches each worker keeps ready.
     num_workers: Optional[int] = field(default=None, metadata={"hash": False})
     max_workers: int = field(default=16, metadata={"hash": False})
