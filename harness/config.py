@@ -130,7 +130,16 @@ class DataCfg:
     val_boxes: Boxes = "gt"
     det_file: Optional[str] = field(default=None, metadata={"hash": False})
     det_score_thr: float = 0.0
-    num_workers: int = field(default=2, metadata={"hash": False})
+    # Data loading (speed only, not hashed). num_workers: None = automatic, the CPU cores this process
+    # may use (its affinity mask) divided by LOCAL_WORLD_SIZE, at most max_workers
+    # (harness.data.loader.auto_num_workers); 0 loads in the main process. persistent_workers keeps
+    # the worker processes alive across epochs; pin_memory page-locks batches on CUDA;
+    # prefetch_factor is the number of batches each worker keeps ready.
+    num_workers: Optional[int] = field(default=None, metadata={"hash": False})
+    max_workers: int = field(default=16, metadata={"hash": False})
+    persistent_workers: bool = field(default=True, metadata={"hash": False})
+    pin_memory: bool = field(default=True, metadata={"hash": False})
+    prefetch_factor: int = field(default=2, metadata={"hash": False})
     # Training augmentation: a preset of harness.data.transforms.AUGMENT_PRESETS (the sources' conventions
     # "mmpose0x", "mmpose1x", "hrnet"; "light", "flip-only" for short CPU runs).
     augment: str = "mmpose0x"
@@ -145,6 +154,11 @@ class DataCfg:
     # three papers), "dark" (unbiased Gaussian + DARK's Taylor refinement, Zhang et al. 2020) or "udp"
     # (UDP's unbiased warp and coding, Huang et al. 2020).
     codec: str = "msra"
+    # JPEG decoding: "full" (every image at full size: the reference pipelines' pixels), "roi" (only the
+    # part a crop reads, for JPEGs with restart markers; same pixels up to the warp's rounding) or
+    # "scaled" ("roi", and a crop that shrinks the image by 2, 4 or 8 decodes it at that fraction in
+    # the DCT domain: slightly smoother crops of large people). See harness.data.decode.
+    decode: str = "full"
 
     @property
     def val_dataset_name(self) -> str:
@@ -164,7 +178,13 @@ class DataCfg:
         if self.val_boxes == "det" and not self.det_file:
             _fail("data", "det_file", "is required when data.val_boxes='det'")
         _positive("data", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
-        _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        if self.num_workers is not None:
+            _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        _positive("data", "max_workers", self.max_workers)
+        _positive("data", "prefetch_factor", self.prefetch_factor)
+        for name in ("persistent_workers", "pin_memory"):
+            if not isinstance(getattr(self, name), bool):
+                _fail("data", name, f"must be true or false, got {getattr(self, name)!r}")
         _choice("data", "augment", self.augment, tuple(AUGMENT_PRESETS))
         if self.half_body_min_kpts is not None:
             _positive("data", "half_body_min_kpts", self.half_body_min_kpts, allow_zero=True)
@@ -172,6 +192,7 @@ class DataCfg:
             if not isinstance(getattr(self, name), str):
                 _fail("data", name, f"must be a string ('' = the training one), got {getattr(self, name)!r}")
         _choice("data", "codec", self.codec, ("msra", "dark", "udp"))
+        _choice("data", "decode", self.decode, ("full", "roi", "scaled"))  # harness.data.decode.DECODE_MODES
 
 
 #: Environment variable naming the folder of ImageNet checkpoints (default: ``data/pretrained``).

@@ -78,3 +78,56 @@ def test_sigkill_mid_epoch_then_resume_auto_matches_uninterrupted(tmp_path):
     assert _column(ref_dir / "log.csv", "loss") == _column(run_dir / "log.csv", "loss")
     assert _column(ref_dir / "val.csv", "AP") == _column(run_dir / "val.csv", "AP")
     assert len(_column(run_dir / "val.csv", "AP")) == 2
+
+
+def test_persistent_workers_match_in_process_loading_and_resume_bit_identical(tmp_path, monkeypatch):
+    """Two persistent workers give the same run as loading in the main process (so each epoch's
+    augmentation reaches the workers), and a run stopped mid-epoch resumes to the same weights."""
+    import pytest
+
+    from harness.config import get_experiment
+    from harness.engine import Trainer, TrainingInterrupted
+
+    from harness.engine import builders
+
+    class WithEpoch(support.TinyPoseDataset):  # items say which epoch's stream built them
+        def __getitem__(self, i):
+            return {**super().__getitem__(i), "epoch": self.epoch}
+
+    support.install(monkeypatch)
+    monkeypatch.setattr(builders, "build_dataset", lambda exp, split, *, train, eval_set=False:
+                        WithEpoch(40, exp.data.input_size, exp.model.num_keypoints, exp.train.seed)
+                        if train else support.tiny_build_dataset(exp, split, train=False))
+    torch.set_num_threads(1)
+    step = Trainer._step
+    seen: list[tuple[int, int]] = []
+
+    def record(self, batch):
+        seen.extend((int(e), self.state.epoch) for e in batch["epoch"])
+        return step(self, batch)
+
+    def exp(workers: int):
+        return get_experiment("coco-mini-hrnet", support.tiny_overrides(**{
+            "data.num_workers": workers, "data.persistent_workers": "true"}))
+
+    ref = Trainer(exp(0), work_dir=tmp_path / "ref", progress=False).fit()
+    monkeypatch.setattr(Trainer, "_step", record)
+    workers = Trainer(exp(2), work_dir=tmp_path / "workers", progress=False).fit()
+    assert workers.losses == ref.losses and len(ref.losses) == 15
+    assert len(seen) == 15 * 8 and all(built == trained for built, trained in seen)
+
+    def stop_at_8(self, batch):  # SIGTERM from the main process during iteration 8 (epoch 1, batch 3)
+        if self.state.global_iter == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_step", stop_at_8)
+    with pytest.raises(TrainingInterrupted):
+        Trainer(exp(2), work_dir=tmp_path / "run", progress=False).fit()
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert (ckpt["epoch"], ckpt["iter_in_epoch"], ckpt["global_iter"]) == (1, 3, 8)
+    monkeypatch.setattr(Trainer, "_step", step)
+    resumed = Trainer(exp(2), work_dir=tmp_path / "run", resume="auto", progress=False).fit()
+    assert resumed.losses == ref.losses[8:]
+    a, b = load_checkpoint(tmp_path / "ref" / "last.pth"), load_checkpoint(tmp_path / "run" / "last.pth")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

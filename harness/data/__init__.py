@@ -72,6 +72,7 @@ def build_dataset(
     augment: AugmentConfig | None = None,
     use_udp: bool = False,
     padding: float = 1.25,
+    decode: str = "full",
 ) -> TopDownDataset:
     """Build a :class:`TopDownDataset`.
 
@@ -89,6 +90,7 @@ def build_dataset(
         ann_file / img_dir: override the layout.
         seed: augmentation seed (see ``TopDownDataset.set_epoch``).
         meta: dataset metadata for non-built-in datasets.
+        decode: "full", "roi" or "scaled" JPEG decoding (``harness.data.decode``).
     """
     layout = resolve_layout(name, root, split, ann_file=ann_file, img_dir=img_dir, det_file=det_file)
     if not layout.ann_file.is_file():
@@ -116,4 +118,5 @@ def build_dataset(
     log.info("%s/%s: %d instances over %d images from %s", name, split, len(instances),
              len({i.image_id for i in instances}), source)
     return TopDownDataset(coco, instances, input_size=input_size, train=train, codec=codec,
-                          augment=augment, padding=padding, seed=seed, use_udp=use_udp)
+                          augment=augment, padding=padding, seed=seed, use_udp=use_udp,
+                          decode=decode)

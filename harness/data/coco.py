@@ -62,6 +62,27 @@ def load_image(path: str | Path, expect_hw: tuple[int, int] | None = None,
     missing, empty, corrupt or truncated, or (with ``expect_hw``) if its size disagrees with the
     annotation file."""
     path = Path(path)
+    buf = read_image_bytes(path)
+    img = cv2.imdecode(buf, flags)
+    if img is None:
+        raise ImageError(f"image {path}: cannot decode (corrupt or not an image)")
+    if expect_hw is not None and flags == cv2.IMREAD_COLOR and tuple(img.shape[:2]) != tuple(expect_hw):
+        raise ImageError(
+            f"image {path}: size {img.shape[1]}x{img.shape[0]} disagrees with the annotation file "
+            f"({expect_hw[1]}x{expect_hw[0]})"
+        )
+    return img
+
+
+def is_jpeg(buf: np.ndarray) -> bool:
+    """The bytes start with a JPEG start-of-image marker."""
+    return buf.size >= 2 and buf[0] == 0xFF and buf[1] == 0xD8
+
+
+def read_image_bytes(path: str | Path) -> np.ndarray:
+    """The encoded bytes of an image file as (N,) uint8; ``ImageError`` naming the file if it is
+    missing, unreadable, empty or a truncated JPEG."""
+    path = Path(path)
     try:
         buf = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -72,18 +93,9 @@ def load_image(path: str | Path, expect_hw: tuple[int, int] | None = None,
         raise ImageError(f"image {path}: empty file")
     # libjpeg decodes a truncated JPEG with a warning and grey rows; the missing end-of-image
     # marker is how we catch it (cheap: the bytes are already in memory).
-    is_jpeg = buf.size >= 2 and buf[0] == 0xFF and buf[1] == 0xD8
-    if is_jpeg and not _has_jpeg_eoi(buf):
+    if is_jpeg(buf) and not _has_jpeg_eoi(buf):
         raise ImageError(f"image {path}: truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(buf, flags)
-    if img is None:
-        raise ImageError(f"image {path}: cannot decode (corrupt or not an image)")
-    if expect_hw is not None and flags == cv2.IMREAD_COLOR and tuple(img.shape[:2]) != tuple(expect_hw):
-        raise ImageError(
-            f"image {path}: size {img.shape[1]}x{img.shape[0]} disagrees with the annotation file "
-            f"({expect_hw[1]}x{expect_hw[0]})"
-        )
-    return img
+    return buf
 
 
 def _has_jpeg_eoi(buf: np.ndarray) -> bool:

@@ -1,9 +1,12 @@
 """TopDownDataset: one person crop per item, mmpose top-down semantics, reproducible augmentation.
 
-Per item (see ``TopDownDataset.__getitem__``): decode the image (cv2), box -> centre/scale
+Per item (see ``TopDownDataset.__getitem__``): box -> centre/scale
 (padding 1.25, input aspect ratio), in training flip / half-body / scale / rotation drawn from a
-generator seeded by ``(seed, epoch, index)``, one affine warp to the input size (the flip is folded
-into the warp matrix, so the full image is never copied), BGR -> RGB, ImageNet normalisation and,
+generator seeded by ``(seed, epoch, index)``, decode the image (cv2; with ``decode="roi"`` only
+the part the crop reads, with ``decode="scaled"`` also at 1/2, 1/4 or 1/8 of its size when the
+crop shrinks it enough, see ``harness.data.decode``), one
+affine warp to the input size (the flip is folded into the warp matrix, so the full image is never
+copied), BGR -> RGB, ImageNet normalisation and,
 in training, MSRA (or UDP/DARK) Gaussian heatmaps with per-keypoint target weights.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch.utils.data import Dataset
 
 from harness.data.codecs import HeatmapCodec
 from harness.data.coco import CocoKeypoints, Instance, load_image
+from harness.data.decode import DECODE_MODES, load_image_for_crop
 from harness.data.metainfo import DatasetMeta
 from harness.data.transforms import (
     AugmentConfig,
@@ -47,6 +51,7 @@ class _Config:
     padding: float
     train: bool
     seed: int
+    decode: str
 
 
 class TopDownDataset(Dataset):
@@ -62,6 +67,10 @@ class TopDownDataset(Dataset):
         padding: box padding (1.25).
         seed: base seed; sample ``i`` of epoch ``e`` draws from ``default_rng([seed, e, i])``.
         use_udp: UDP warp (and pass a UDP codec).
+        decode: "full" (every image at full size, the reference's pixels), "roi" (only the region
+            the crop reads, for JPEGs with restart markers) or "scaled" ("roi", and JPEGs at 1/2,
+            1/4 or 1/8 when the crop has at most one output pixel per decoded pixel); see
+            ``harness.data.decode``.
 
     Items are dicts that ``torch.utils.data.default_collate`` batches:
     ``img`` (3, H, W) float32 normalised RGB; ``heatmaps`` (K, H/4, W/4) float32 (train only);
@@ -83,6 +92,7 @@ class TopDownDataset(Dataset):
         padding: float = 1.25,
         seed: int = 0,
         use_udp: bool = False,
+        decode: str = "full",
     ) -> None:
         if len(input_size) != 2 or any(int(v) <= 0 for v in input_size):
             raise ValueError(f"input_size: {input_size!r} must be (H, W) with positive values")
@@ -90,11 +100,13 @@ class TopDownDataset(Dataset):
             raise ValueError(f"input_size: {input_size!r} must be divisible by 4 (heatmaps at 1/4)")
         if not padding > 0:
             raise ValueError(f"padding: {padding} must be > 0")
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode: {decode!r} must be one of {list(DECODE_MODES)}")
         self.coco = coco
         self.meta: DatasetMeta = coco.meta
         self.instances = instances
         self.cfg = _Config(input_size=(int(input_size[0]), int(input_size[1])), padding=float(padding),
-                           train=bool(train), seed=int(seed))
+                           train=bool(train), seed=int(seed), decode=decode)
         self.codec = codec or HeatmapCodec.for_input(self.cfg.input_size, udp=use_udp)
         if self.codec.input_size != (self.cfg.input_size[1], self.cfg.input_size[0]):
             raise ValueError(
@@ -166,9 +178,13 @@ class TopDownDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self.instances)} instances")
         inst = self.instances[index]
         p = self.crop_params(index)
-        img = load_image(inst.file, expect_hw=(inst.height, inst.width))
         h, w = self.cfg.input_size
-        crop = warp_image(img, p["img_matrix"], (w, h))
+        if self.cfg.decode != "full":
+            img, matrix, _ = load_image_for_crop(inst.file, p["img_matrix"], (w, h), (inst.height, inst.width),
+                                                 max_factor=8 if self.cfg.decode == "scaled" else 1)
+        else:
+            img, matrix = load_image(inst.file, expect_hw=(inst.height, inst.width)), p["img_matrix"]
+        crop = warp_image(img, matrix, (w, h))
         out: dict[str, Any] = {
             "img": torch.from_numpy(normalize(crop)),
             "center": torch.from_numpy(p["center"].astype(np.float32)),

@@ -109,7 +109,7 @@ def build_dataset(exp: Experiment, split: str, *, train: bool, eval_set: bool = 
                                    dark=exp.data.codec == "dark", udp=exp.data.codec == "udp")
     kwargs: dict[str, Any] = dict(input_size=tuple(exp.data.input_size), train=train,
                                   det_file=_det_path(det_file), det_score_thr=thr, seed=exp.train.seed,
-                                  augment=augment, codec=codec)
+                                  augment=augment, codec=codec, decode=exp.data.decode)
     return _build_dataset(name, str(resolve_path(root)), split, **kwargs)
 
 
@@ -122,11 +122,12 @@ def _det_path(det_file: str | None) -> str | None:
 def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True) -> dict:
     """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}, scoring and
     NMS as ``exp.eval`` says (score_mode, keypoint_score_thr, nms_mode, nms_thr)."""
+    from harness.data.loader import resolve_num_workers
     from harness.eval import evaluate as _evaluate
     from harness.eval import predict
 
-    preds = predict(model, dataset, batch_size=exp.eval.batch_size, flip_test=exp.eval.flip_test,
-                    device=device, num_workers=exp.data.num_workers, progress=progress)
+    preds = predict(model, dataset, batch_size=exp.eval.batch_size, flip_test=exp.eval.flip_test, device=device,
+                    num_workers=resolve_num_workers(exp.data.num_workers, exp.data.max_workers), progress=progress)
     ann_file = getattr(dataset, "ann_file", None)
     if ann_file is None:
         raise AttributeError(f"{type(dataset).__name__} has no 'ann_file'; cannot score predictions")

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from harness.config import ConfigError, Experiment, config_hash, diff, load_config, save_config
+from harness.data.loader import EpochKeyed, EpochKeyedBatches, loader_kwargs, resolve_num_workers
 from harness.engine import builders
 from harness.engine.checkpoint import (BEST, LAST, atomic_save, find_resume, load_checkpoint, rng_state,
                                        set_rng_state)
@@ -233,6 +234,7 @@ class Trainer:
         self._stop_agreed = False  # all ranks saw a stop signal (checked once per iteration)
         self._last_ckpt: Path | None = None
         self.tb = None
+        self._train_loader: DataLoader | None = None  # kept across epochs with persistent workers
 
     # -- set-up -----------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -436,6 +438,7 @@ class Trainer:
                 signal.signal(s, h)
             if getattr(self, "tb", None) is not None:
                 self.tb.close()
+            self._train_loader = None  # persistent workers exit with their loader
             if hasattr(self, "info"):
                 cleanup(self.info)
             if torch.are_deterministic_algorithms_enabled() != det_before[0]:
@@ -443,15 +446,30 @@ class Trainer:
             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = det_before[2:]
 
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
-        if hasattr(self.train_set, "set_epoch"):
-            self.train_set.set_epoch(epoch)
+        """The training loader positioned at batch ``start_batch`` of ``epoch``.
+
+        Its keys are ``(epoch, index)`` (``EpochKeyed``), so each item is built from its own epoch's
+        augmentation stream in whichever worker builds it; that is what lets one loader with
+        persistent workers serve every epoch. Without persistent workers a loader is made per epoch.
+        """
         self.sampler.set_epoch(epoch, start_batch)
+        if self._train_loader is not None:
+            return self._train_loader
+        d = self.exp.data
+        kw = loader_kwargs(resolve_num_workers(d.num_workers, d.max_workers), self.info.device.type,
+                           persistent_workers=d.persistent_workers, pin_memory=d.pin_memory,
+                           prefetch_factor=d.prefetch_factor)
+        persistent = kw.get("persistent_workers", False)
         # A private generator: DataLoader draws its worker base seed from it, not from the global
         # torch RNG (which drop-path uses) -- otherwise a mid-epoch resume shifts the RNG stream.
-        g = torch.Generator().manual_seed(self.exp.train.seed * 100_003 + epoch * 1_009 + self.info.rank)
-        return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.exp.data.num_workers,
-                          pin_memory=self.info.device.type == "cuda", generator=g,
-                          worker_init_fn=_worker_ignores_stop_signals)
+        # Persistent workers draw it once, so it must not depend on the epoch a resume starts in.
+        g = torch.Generator().manual_seed(self.exp.train.seed * 100_003 + (0 if persistent else epoch * 1_009)
+                                          + self.info.rank)
+        loader = DataLoader(EpochKeyed(self.train_set), batch_sampler=EpochKeyedBatches(self.sampler), generator=g,
+                            worker_init_fn=_worker_ignores_stop_signals, **kw)
+        if persistent:
+            self._train_loader = loader
+        return loader
 
     def _fit(self) -> FitResult:
         exp, info, st = self.exp, self.info, self.state
