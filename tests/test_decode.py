@@ -16,9 +16,8 @@ from harness.data import ImageError, build_dataset, load_image
 from harness.data.decode import (DECODE_MODES, _REDUCED_FLAGS, _RestartIndex, decode_factor, exif_orientation,
                                  load_image_for_crop, reduced_matrix)
 from harness.data.transforms import compose_affine, get_affine_matrix, get_udp_affine_matrix, warp_image
-from harness.config import SHARED
+from coco_mini import COCO_MINI
 
-COCO_MINI = SHARED / "data" / "coco-mini"
 IMG = COCO_MINI / "val2017" / "000000397133.jpg"  # 640x427
 
 
