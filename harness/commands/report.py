@@ -10,10 +10,13 @@ TABLE_DATASETS = ("coco", "ochuman", "crowdpose")
 
 
 def _table(args: argparse.Namespace) -> int:
-    from harness.report.tables import make_table
+    from harness.report.breakdown import make_breakdown_table
+    from harness.report.tables import as_frame, make_table
 
     try:
-        make_table(args.dataset, results_root=args.results, out_dir=args.out, live=not args.no_live)
+        df = as_frame(args.results)
+        make_table(args.dataset, results_root=df, out_dir=args.out, live=not args.no_live)
+        make_breakdown_table(args.dataset, results_root=df, out_dir=args.out)
     except ValueError as e:
         log.error("%s", e)
         return 1
@@ -21,9 +24,14 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
+    from harness.report.breakdown import make_breakdown_figure
     from harness.report.figures import make_figures
+    from harness.report.tables import as_frame
 
-    result = make_figures(results_root=args.results, out_dir=args.out)
+    df = as_frame(args.results)
+    result = make_figures(results_root=df, out_dir=args.out)
+    for ds in TABLE_DATASETS:
+        result.files += make_breakdown_figure(ds, results_root=df, out_dir=args.out)
     for p in result.files:
         print(p)
     return 0

@@ -97,8 +97,11 @@ def _det_path(det_file: str | None) -> str | None:
     return str(resolve_path(det_file))
 
 
-def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True) -> dict:
-    """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}."""
+def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True,
+             on_eval=None) -> dict:
+    """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}.
+
+    ``on_eval`` is handed to ``harness.eval.evaluate`` (e.g. a ``harness.eval.details.EvalDetails``)."""
     from harness.eval import evaluate as _evaluate
     from harness.eval import predict
 
@@ -107,7 +110,7 @@ def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device
     ann_file = getattr(dataset, "ann_file", None)
     if ann_file is None:
         raise AttributeError(f"{type(dataset).__name__} has no 'ann_file'; cannot score predictions")
-    return _evaluate(preds, ann_file, dataset.meta)
+    return _evaluate(preds, ann_file, dataset.meta, on_eval=on_eval)
 
 
 def count_params(model: nn.Module) -> int:

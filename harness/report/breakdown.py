@@ -1,0 +1,202 @@
+"""AP by occlusion level as tables and a figure, and bootstrap comparisons as text.
+
+``make_breakdown_table(dataset)`` writes ``<dataset>_breakdown.{md,csv}``: one row per measured model
+(runs that differ only in seed are one row, mean +- std over n seeds), one AP column per occlusion bin;
+the papers' reported rows are listed without numbers (the papers give one AP per dataset).
+``make_breakdown_figure`` plots AP per occlusion level per model (``<dataset>_ap_by_occlusion.png/pdf``),
+with the seeds' spread as error bars.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from harness.io import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+__all__ = ["format_breakdown", "format_comparison", "breakdown_rows", "make_breakdown_table",
+           "make_breakdown_figure", "mean_std"]
+
+
+def _f(v, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def format_breakdown(breakdown: dict) -> str:
+    """Markdown: one table per attribute (bin, range, people, AP, AP .5, AP .75, AR)."""
+    out = []
+    for attr in breakdown["attributes"]:
+        out += [f"**AP by {attr['title']}** (people outside a bin ignored)", "",
+                "| bin | range | people | AP | AP .5 | AP .75 | AR |", "|:--|:--|--:|--:|--:|--:|--:|"]
+        for b in attr["bins"]:
+            out.append(f"| {b['bin']} | {b['range']} | {b['people']} | " + " | ".join(
+                _f(b.get(k), 4) for k in ("AP", "AP .5", "AP .75", "AR")) + " |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def format_comparison(res, title: str = "AP") -> str:
+    """Markdown: each set's value with its interval; each difference, its interval and sign flips."""
+    pct = f"{res.confidence:.0%}"
+    lines = [f"**{title}**: {res.resamples} paired bootstrap resamples of {res.num_images} images, {pct} "
+             "percentile intervals", "", f"| set | {res.metric} | {pct} interval | ± |", "|:--|--:|:--:|--:|"]
+    for m in res.models.values():
+        lines.append(f"| {m.name} | {m.value:.4f} | [{m.lo:.4f}, {m.hi:.4f}] | {(m.hi - m.lo) / 2:.4f} |")
+    lines += ["", f"| difference | value | {pct} interval | sign flips | excludes 0 |", "|:--|--:|:--:|--:|:--:|"]
+    for d in res.diffs:
+        lines.append(f"| {d.a} − {d.b} | {d.diff:+.4f} | [{d.lo:+.4f}, {d.hi:+.4f}] | {d.sign_flip:.1%} | "
+                     f"{'yes' if d.excludes_zero else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """(mean, sample std (0 for one value), n)."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return math.nan, math.nan, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def _read_breakdown(path: str) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("breakdown")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def breakdown_rows(df: pd.DataFrame, dataset: str) -> tuple[list[dict], list[str]]:
+    """Measured rows of ``dataset`` with a breakdown, seeds pooled: ``{"model", "display_name", "family",
+    "input", "experiment", "split", "n", "AP": (mean, std), "bins": {column: (mean, std, n)}}``; the bin
+    columns in order."""
+    rows = df[(df["kind"] == "measured") & (df["dataset"] == dataset)]
+    groups: dict[tuple, dict] = {}
+    columns: list[str] = []
+    for r in rows.itertuples():
+        bd = _read_breakdown(r.file)
+        if not bd:
+            continue
+        key = (r.model, int(r.input_h), int(r.input_w), r.experiment, r.split, r.boxes)
+        g = groups.setdefault(key, {"model": r.model, "display_name": r.display_name, "family": r.family,
+                                    "input": f"{int(r.input_h)}x{int(r.input_w)}", "experiment": r.experiment,
+                                    "split": r.split, "seeds": set(), "AP": [], "bins": {}})
+        g["seeds"].add(int(r.seed))
+        g["AP"].append(float(r.AP))
+        for attr in bd["attributes"]:
+            for b in attr["bins"]:
+                col = f"{attr['attribute']}: {b['bin']}"
+                if col not in columns:
+                    columns.append(col)
+                g["bins"].setdefault(col, []).append(b.get("AP"))
+    out = []
+    for g in groups.values():
+        out.append({**{k: g[k] for k in ("model", "display_name", "family", "input", "experiment", "split")},
+                    "n": len(g["AP"]), "seeds": sorted(g["seeds"]), "AP": mean_std(g["AP"]),
+                    "bins": {c: mean_std(v) for c, v in g["bins"].items()}})
+    return out, columns
+
+
+def _cell(ms: tuple[float, float, int]) -> str:
+    m, s, n = ms
+    if n == 0:
+        return "–"
+    return f"{m:.3f}" if n == 1 else f"{m:.3f} ± {s:.3f} (n={n})"
+
+
+def make_breakdown_table(dataset: str, results_root: str | os.PathLike | pd.DataFrame = "results",
+                         out_dir: str | os.PathLike = "results/tables", *, echo: bool = True) -> pd.DataFrame:
+    """Write ``<dataset>_breakdown.md/.csv``; return the table (one row per model, reported rows included)."""
+    from harness.report.tables import as_frame
+
+    df = as_frame(results_root)
+    rows, columns = breakdown_rows(df, dataset)
+    reported = df[(df["kind"] == "reported") & (df["dataset"] == dataset)]
+    records = []
+    for r in rows:
+        rec = {"Backbone": r["display_name"], "Input": r["input"], "Split": r["split"],
+               "Source": f"measured: {r['experiment']} (seeds {', '.join(map(str, r['seeds']))})",
+               "n": r["n"], "AP": _cell(r["AP"])}
+        rec.update({c: _cell(r["bins"].get(c, (math.nan, math.nan, 0))) for c in columns})
+        records.append(rec)
+    for r in reported.drop_duplicates(["model", "input_h", "input_w"]).itertuples():
+        rec = {"Backbone": r.display_name, "Input": f"{int(r.input_h)}x{int(r.input_w)}", "Split": r.split,
+               "Source": f"reported ({r.source}): no breakdown", "n": 0, "AP": _f(r.AP)}
+        rec.update({c: "–" for c in columns})
+        records.append(rec)
+    table = pd.DataFrame(records, columns=["Backbone", "Input", "Split", "n", "AP", *columns, "Source"])
+    head = "| " + " | ".join(table.columns) + " |"
+    sep = "|" + "|".join(":--" if c in ("Backbone", "Source") else "--:" for c in table.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    notes = ("AP per occlusion bin: COCOeval's AP with the people outside the bin ignored (harness.eval.breakdown). "
+             "Runs that differ only in seed: mean ± std over n seeds. Reported rows: the papers give one AP per "
+             "dataset, no breakdown.")
+    if not rows:
+        notes = f"No measured run on {dataset} has a breakdown yet (`test ... --breakdown occlusion`). " + notes
+    md = f"### AP by occlusion level: {dataset}\n\n" + "\n".join([head, sep, *body]) + "\n\n" + notes + "\n"
+    out = Path(out_dir)
+    atomic_write_text(out / f"{dataset}_breakdown.md", md)
+    atomic_write_text(out / f"{dataset}_breakdown.csv", table.to_csv(index=False))
+    log.info("wrote %s/%s_breakdown.{md,csv} (%d measured rows)", out, dataset, len(rows))
+    if echo:
+        print(md)
+    return table
+
+
+def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.DataFrame = "results",
+                          out_dir: str | os.PathLike = "results/figures", rows: list[dict] | None = None,
+                          columns: list[str] | None = None, title: str | None = None) -> list[Path]:
+    """AP per occlusion bin per model (lines over the bins of each attribute; error bars: std over seeds)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from harness.report.figures import FAMILY_COLORS, OTHER_COLOR
+    from harness.report.tables import as_frame
+
+    if rows is None:
+        rows, columns = breakdown_rows(as_frame(results_root), dataset)
+    attrs: dict[str, list[str]] = {}
+    for c in columns or []:
+        a, _, b = c.partition(": ")
+        attrs.setdefault(a, []).append(b)
+    n = max(1, len(attrs))
+    fig = Figure(figsize=(4.6 * n, 3.9), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.08 if n > 1 else 0.14, right=0.98, top=0.84, bottom=0.3, wspace=0.25)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    if not rows:
+        axes[0].text(0.5, 0.5, "no measured breakdown yet", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_xticks([])
+        axes[0].set_yticks([])
+    markers = "osD^v"
+    for ax, (attr, bins) in zip(axes, attrs.items()):
+        for i, r in enumerate(rows):
+            ys = [r["bins"].get(f"{attr}: {b}", (math.nan, math.nan, 0)) for b in bins]
+            c = FAMILY_COLORS.get(r["family"], OTHER_COLOR)
+            label = r["display_name"] + (f" (n={r['n']})" if r["n"] > 1 else "")
+            ax.errorbar(range(len(bins)), [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else 0 for y in ys],
+                        color=c, marker=markers[i % len(markers)], ms=6, lw=1.4, capsize=3, label=label)
+        ax.set_xticks(range(len(bins)))
+        ax.set_xticklabels(bins, fontsize=9)
+        ax.set_xlabel(attr.replace("_", " "), fontsize=10)
+        ax.set_ylabel("AP", fontsize=10)
+        ax.grid(True, color="0.9")
+        ax.set_axisbelow(True)
+        ax.set_xlim(-0.3, len(bins) - 0.7)
+    if rows:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.suptitle(title or f"{dataset}: AP per occlusion level (people outside the bin ignored)", fontsize=11)
+    out = []
+    for ext in ("png", "pdf"):
+        path = Path(out_dir) / f"{dataset}_ap_by_occlusion.{ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=200 if ext == "png" else None)
+        out.append(path)
+    return out
