@@ -103,33 +103,37 @@ class MatchTable:
         precision = -np.ones((B, T, R))
         recall = -np.ones((B, T))
         npig = w @ self.num_gt.astype(np.float64)  # (B,)
-        tpf = self.tp.astype(np.float64)
-        fpf = self.fp.astype(np.float64)
-        chunk = chunk or max(1, int(2_000_000 // max(D, 1)))
+        # Only the true positives need precision values: a query of COCO's 101-point interpolation lands
+        # on the first detection reaching a recall, always a true positive, and the envelope there is
+        # the best precision at any later true positive (a false positive lowers precision).  The count of
+        # detections before each true positive (tp + fp, the denominator) comes from one cumulative sum per
+        # distinct "not ignored" mask.  The values are COCOeval's, operation for operation.
+        valid = self.tp | self.fp
+        masks, which = np.unique(valid, axis=0, return_inverse=True)
+        which = np.asarray(which).reshape(-1)
+        tp_idx = [np.flatnonzero(self.tp[t]) for t in range(T)]
+        chunk = chunk or max(1, int(4_000_000 // max(D, 1)))
         for b0 in range(0, B, chunk):
             wb = w[b0:b0 + chunk]
             wd = wb[:, self.det_image]  # (b, D) multiplicity of each detection
             n = npig[b0:b0 + chunk]
             ok = n > 0
+            counted = [np.cumsum(wd * m, axis=1) for m in masks]  # tp + fp up to each detection
             for t in range(T):
-                tp = np.cumsum(wd * tpf[t], axis=1)
-                fp = np.cumsum(wd * fpf[t], axis=1)
+                idx = tp_idx[t]
+                tp = np.cumsum(wd[:, idx], axis=1)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     rc = tp / n[:, None]
-                pr = tp / (fp + tp + np.spacing(1))
-                if D:
-                    recall[b0:b0 + chunk, t] = np.where(ok, rc[:, -1], -1.0)
-                else:
-                    recall[b0:b0 + chunk, t] = np.where(ok, 0.0, -1.0)
-                # The envelope: precision made non-increasing from the right.
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+                pr = tp / (counted[which[t]][:, idx] + np.spacing(1))
+                recall[b0:b0 + chunk, t] = np.where(ok, rc[:, -1] if idx.size else 0.0, -1.0)
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # the envelope
                 for j in range(wb.shape[0]):
                     if not ok[j]:
                         continue
                     q = np.zeros(R)
                     inds = np.searchsorted(rc[j], self.rec_thrs, side="left")
-                    valid = inds < D  # COCOeval stops at the first threshold beyond the last detection
-                    q[valid] = pr[j, inds[valid]]
+                    hit = inds < idx.size  # COCOeval stops at the first recall beyond the last detection
+                    q[hit] = pr[j, inds[hit]]
                     precision[b0 + j, t] = q
         return precision, recall
 
