@@ -39,7 +39,7 @@ FAMILIES = ("hrnet", "hrformer", "hrnext")
 #: Families by training cost per iteration on a CPU, most expensive first (the order jobs are handed out).
 COST_ORDER = ("hrnext", "hrformer", "hrnet")
 #: Bump when what a finished family's marker means changes (evaluation protocol, table fields).
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # 2: records keep their predictions; the occluded split has the occlusion breakdown
 MARKER = "demo_result.json"
 TABLE_COLUMNS = ("model", "AP", "AP .5", "AP .75", "AP occluded", "untrained AP", "params (M)", "GFLOPs",
                  "latency (ms)")
@@ -305,7 +305,20 @@ def _reusable(cfg: DemoConfig, family: str) -> dict | None:
 def _train_and_evaluate(job: tuple[DemoConfig, str, str]) -> dict:
     """Train (or resume) one family and score it: val (det boxes), occluded (GT boxes), untrained val.
 
-    Module-level and fed plain data so that :func:`harness.parallel.run_jobs` can run it in a worker."""
+    Module-level and fed plain data so that :func:`harness.parallel.run_jobs` can run it in a worker.
+    Always on one torch thread: the weights depend on the thread count (reductions are split per thread),
+    so a family's result must not depend on how many families were left to train or on the core count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_and_evaluate_one_thread(job)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_evaluate_one_thread(job: tuple[DemoConfig, str, str]) -> dict:
     cfg, family, results_root = job
     import torch
 
@@ -327,7 +340,7 @@ def _train_and_evaluate(job: tuple[DemoConfig, str, str]) -> dict:
     occ_exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, boxes="gt", det_file=None,
                                                                 splits=("occluded",)))
     occ = run_test(occ_exp, ckpt, device="cpu", results_root=results_root, splits=("occluded",),
-                   progress=cfg.progress, extra={"stage": "demo"})[0]
+                   progress=cfg.progress, extra={"stage": "demo"}, breakdown="occlusion")[0]
     untrained = _untrained_metrics(exp, torch.device("cpu"), cfg.progress)
     log.info("%s: AP val %.3f (untrained %.3f), AP occluded %.3f; %d iterations, %.2f s/iteration",
              exp.name, val["metrics"].get("AP", float("nan")), untrained.get("AP", float("nan")),
@@ -522,7 +535,10 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     results = [results[f] for f in cfg.families]
 
     df = make_demo_table(results)
-    md = table_markdown(df, cfg)
+    from harness.report.breakdown import demo_statistics
+
+    stats_md, stats = demo_statistics(results)
+    md = table_markdown(df, cfg) + stats_md
     files = {
         "table_md": atomic_write_text(out / "table.md", md),
         "table_csv": atomic_write_text(out / "table.csv", df.to_csv(index=False, float_format="%.4f")),
@@ -532,7 +548,8 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     summary = {"wall_seconds": wall, "config": dataclasses.asdict(cfg),
                "families": {r["family"]: {k: r[k] for k in ("val", "occluded", "untrained_val", "params", "gflops",
                                                             "latency_ms", "iterations", "sec_per_iter",
-                                                            "train_seconds", "cached")} for r in results}}
+                                                            "train_seconds", "cached")} for r in results},
+               "statistics": stats}
     files["summary"] = atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     cached = [r["family"] for r in results if r.get("cached")]
     return {"results": results, "table": df, "markdown": md, "files": files, "wall_seconds": wall,

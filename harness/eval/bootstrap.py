@@ -109,8 +109,12 @@ class MatchTable:
         # detections before each true positive (tp + fp, the denominator) comes from one cumulative sum per
         # distinct "not ignored" mask.  The values are COCOeval's, operation for operation.
         valid = self.tp | self.fp
-        masks, which = np.unique(valid, axis=0, return_inverse=True)
-        which = np.asarray(which).reshape(-1)
+        masks, which = [], []
+        for row in valid:
+            same = [k for k, m in enumerate(masks) if np.array_equal(m, row)]
+            if not same:
+                masks.append(row.astype(np.float64))
+            which.append(same[0] if same else len(masks) - 1)
         tp_idx = [np.flatnonzero(self.tp[t]) for t in range(T)]
         chunk = chunk or max(1, int(4_000_000 // max(D, 1)))
         for b0 in range(0, B, chunk):

@@ -155,6 +155,7 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from harness.eval.breakdown import ATTRIBUTES
     from harness.report.figures import FAMILY_COLORS, OTHER_COLOR
     from harness.report.tables import as_frame
 
@@ -165,9 +166,10 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
         a, _, b = c.partition(": ")
         attrs.setdefault(a, []).append(b)
     n = max(1, len(attrs))
-    fig = Figure(figsize=(4.6 * n, 3.9), dpi=100)
+    width = max(6.4, 4.6 * n)
+    fig = Figure(figsize=(width, 4.2), dpi=100)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.08 if n > 1 else 0.14, right=0.98, top=0.84, bottom=0.3, wspace=0.25)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=0.8, bottom=0.3, wspace=0.25)
     axes = fig.subplots(1, n, squeeze=False)[0]
     if not rows:
         axes[0].text(0.5, 0.5, "no measured breakdown yet", ha="center", va="center", transform=axes[0].transAxes)
@@ -181,9 +183,12 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
             label = r["display_name"] + (f" (n={r['n']})" if r["n"] > 1 else "")
             ax.errorbar(range(len(bins)), [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else 0 for y in ys],
                         color=c, marker=markers[i % len(markers)], ms=6, lw=1.4, capsize=3, label=label)
+        ranges = {b.name: b.range for b in ATTRIBUTES[attr].bins} if attr in ATTRIBUTES else {}
         ax.set_xticks(range(len(bins)))
-        ax.set_xticklabels(bins, fontsize=9)
-        ax.set_xlabel(attr.replace("_", " "), fontsize=10)
+        ax.set_xticklabels([f"{b}\n{ranges[b]}" if b in ranges and not any(ch.isdigit() for ch in b) else b
+                            for b in bins], fontsize=9)
+        ax.set_xlabel(ATTRIBUTES[attr].title if attr in ATTRIBUTES else attr, fontsize=10)
+        ax.set_ylim(0, 1.02)
         ax.set_ylabel("AP", fontsize=10)
         ax.grid(True, color="0.9")
         ax.set_axisbelow(True)
@@ -191,7 +196,11 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
     if rows:
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
-    fig.suptitle(title or f"{dataset}: AP per occlusion level (people outside the bin ignored)", fontsize=11)
+    pooled = any(r["n"] > 1 for r in rows)
+    name = {"coco": "COCO", "ochuman": "OCHuman", "crowdpose": "CrowdPose"}.get(dataset, dataset)
+    fig.suptitle(title or f"{name}: AP per occlusion level", fontsize=11, y=0.97)
+    fig.text(0.5, 0.885, "people outside a bin ignored" + ("; error bars: std over n seeds" if pooled else ""),
+             ha="center", fontsize=9, color="0.3")
     out = []
     for ext in ("png", "pdf"):
         path = Path(out_dir) / f"{dataset}_ap_by_occlusion.{ext}"
@@ -200,3 +209,58 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
             fig.savefig(tmp, format=ext, dpi=200 if ext == "png" else None)
         out.append(path)
     return out
+
+
+def demo_statistics(results: list[dict], *, resamples: int = 1000, seed: int = 0) -> tuple[str, dict]:
+    """The demo table's statistics: val AP of each family with its paired-bootstrap interval and each
+    family's difference from the first (marked when the interval excludes zero), and the occluded split's
+    AP per occlusion level.  ``results``: the demo's per-family dicts (``records`` = [val, occluded]).
+    Returns (Markdown, JSON-able dict); families whose records predate stored predictions are left out."""
+    from harness.data import resolve_meta
+    from harness.eval.coco_eval import load_coco_gt
+    from harness.eval.compare import compare, load_run, load_set
+    from harness.results import display_name
+
+    md, out = [], {}
+    runs = []
+    for r in results:
+        try:
+            runs.append((display_name(r["model"]), *load_run(r["records"][0])))
+        except (FileNotFoundError, ValueError, KeyError, IndexError) as e:
+            log.warning("demo statistics: %s left out (%s)", r.get("model"), e)
+    if len(runs) >= 1:
+        ann = runs[0][1]["predictions"]["ann_file"]
+        meta = resolve_meta(runs[0][1]["predictions"]["dataset"], None, ann)
+        gt = load_coco_gt(ann)
+        sets = [load_set(name, preds, ann, meta, coco_gt=gt) for name, _, preds in runs]
+        res = compare(sets, resamples=resamples, seed=seed, baseline=sets[0].name if len(sets) > 1 else None)
+        out["val_bootstrap"] = res.to_dict()
+        pct = f"{res.confidence:.0%}"
+        md += ["", f"**Val AP, {pct} intervals** ({res.resamples} paired bootstrap resamples of the {res.num_images} "
+               f"val images; differences from {sets[0].name}, * = interval excludes 0)", "",
+               f"| model | AP | {pct} interval | Δ vs {sets[0].name} | {pct} interval of Δ | sign flips |",
+               "|:--|--:|:--:|--:|:--:|--:|"]
+        diffs = {d.a: d for d in res.diffs}
+        for m in res.models.values():
+            d = diffs.get(m.name)
+            tail = (f"{d.diff:+.3f}{'*' if d.excludes_zero else ''} | [{d.lo:+.3f}, {d.hi:+.3f}] | {d.sign_flip:.1%}"
+                    if d else "baseline | – | –")
+            md.append(f"| {m.name} | {m.value:.3f} | [{m.lo:.3f}, {m.hi:.3f}] | {tail} |")
+    occ = []
+    for r in results:
+        recs = r.get("records") or []
+        bd = _read_breakdown(recs[1]) if len(recs) > 1 else None
+        if bd:
+            occ.append((display_name(r["model"]), bd))
+    if occ:
+        out["occluded_breakdown"] = {n: bd for n, bd in occ}
+        for attr_i, attr in enumerate(occ[0][1]["attributes"]):
+            bins = [b["bin"] for b in attr["bins"]]
+            md += ["", f"**Occluded split (GT boxes): AP by {attr['title']}** (people outside a bin ignored; "
+                   "people per bin in brackets)", "",
+                   "| model | " + " | ".join(f"{b['bin']} {b['range']} ({b['people']})" for b in attr["bins"]) + " |",
+                   "|:--|" + "--:|" * len(bins)]
+            for name, bd in occ:
+                vals = {b["bin"]: b.get("AP") for b in bd["attributes"][attr_i]["bins"]}
+                md.append(f"| {name} | " + " | ".join(_f(vals.get(b)) for b in bins) + " |")
+    return ("\n".join(md) + "\n") if md else "", out
