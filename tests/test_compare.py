@@ -88,6 +88,13 @@ def test_test_breakdown_records_then_compare_runs_and_tables(tmp_path, capsys):
     assert (tmp_path / "tables" / "coco_breakdown.md").is_file()
     files = make_breakdown_figure("coco", tmp_path / "results", tmp_path / "figures")
     assert [f.suffix for f in files] == [".png", ".pdf"] and all(f.stat().st_size > 1000 for f in files)
+    # Interval table: both runs with ± and the second's difference from the first; a pooled seed row.
+    from harness.report.breakdown import make_interval_table
+
+    it = make_interval_table("coco", tmp_path / "results", tmp_path / "tables", resamples=50, echo=False)
+    assert list(it["n"]) == [1, 1, 2]
+    assert it.iloc[0]["Δ AP vs HRNet-DEMO"] == "baseline" and it.iloc[1]["Δ AP vs HRNet-DEMO"].startswith(("+", "-"))
+    assert "(n=2)" in it.iloc[2]["AP"] and float(it.iloc[0]["± (95%)"]) >= 0
 
 
 def test_breakdown_table_lists_reported_rows_without_numbers(tmp_path):

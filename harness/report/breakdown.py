@@ -264,3 +264,82 @@ def demo_statistics(results: list[dict], *, resamples: int = 1000, seed: int = 0
                 vals = {b["bin"]: b.get("AP") for b in bd["attributes"][attr_i]["bins"]}
                 md.append(f"| {name} | " + " | ".join(_f(vals.get(b)) for b in bins) + " |")
     return ("\n".join(md) + "\n") if md else "", out
+
+
+def make_interval_table(dataset: str, results_root: str | os.PathLike | pd.DataFrame = "results",
+                        out_dir: str | os.PathLike = "results/tables", *, baseline: str | None = None,
+                        resamples: int = 1000, seed: int = 0, echo: bool = True) -> pd.DataFrame:
+    """``<dataset>_intervals.md/.csv``: each measured run that kept its predictions, its AP with a 95%
+    paired-bootstrap interval (±: half its width), its difference from ``baseline`` (a model name; default
+    the first run of the split in table order) with interval and sign flips (* = excludes 0); runs that
+    differ only in seed also get a pooled row, mean ± std over n seeds.  Runs are paired per split
+    (the same annotation file)."""
+    from harness.eval.coco_eval import load_coco_gt
+    from harness.eval.compare import compare, load_run, load_set
+    from harness.data import resolve_meta
+    from harness.report.tables import as_frame
+    from harness.results import display_name
+
+    df = as_frame(results_root)
+    rows = df[(df["kind"] == "measured") & (df["dataset"] == dataset)].sort_values(["split", "family", "model", "seed"])
+    groups: dict[tuple, list] = {}
+    skipped = 0
+    for r in rows.itertuples():
+        try:
+            rec, preds = load_run(r.file)
+        except (FileNotFoundError, ValueError):
+            skipped += 1
+            continue
+        groups.setdefault((r.split, rec["predictions"]["ann_file"]), []).append((r, rec, preds))
+    records = []
+    for (split, ann), runs in groups.items():
+        meta = resolve_meta(runs[0][1]["predictions"].get("dataset", dataset), None, ann)
+        gt = load_coco_gt(ann)
+        names = [f"{display_name(r.model)} {int(r.input_h)}x{int(r.input_w)} seed {int(r.seed)} #{i}"
+                 for i, (r, _, _) in enumerate(runs)]
+        base = 0
+        if baseline is not None:
+            hits = [i for i, (r, _, _) in enumerate(runs) if baseline in (r.model, r.display_name)]
+            base = hits[0] if hits else 0
+        sets = [load_set(n, p, ann, meta, coco_gt=gt) for n, (_, _, p) in zip(names, runs)]
+        res = compare(sets, resamples=resamples, seed=seed, baseline=names[base] if len(sets) > 1 else None)
+        diffs = {d.a: d for d in res.diffs}
+        pooled: dict[tuple, list] = {}
+        for n, (r, rec, _) in zip(names, runs):
+            m, d = res.models[n], diffs.get(n)
+            records.append({
+                "Backbone": display_name(r.model), "Input": f"{int(r.input_h)}x{int(r.input_w)}", "Split": split,
+                "Seed": str(int(r.seed)), "n": 1, "AP": f"{m.value:.3f}", "± (95%)": f"{(m.hi - m.lo) / 2:.3f}",
+                f"Δ AP vs {display_name(runs[base][0].model)}": "baseline" if d is None else
+                f"{d.diff:+.3f}{'*' if d.excludes_zero else ''}",
+                "95% interval of Δ": "–" if d is None else f"[{d.lo:+.3f}, {d.hi:+.3f}]",
+                "sign flips": "–" if d is None else f"{d.sign_flip:.1%}", "Source": f"measured: {r.experiment}"})
+            pooled.setdefault((r.model, r.input_h, r.input_w, r.experiment, r.boxes), []).append((r, m.value))
+        for key, vals in pooled.items():
+            if len(vals) > 1:
+                mean, std, k = mean_std([v for _, v in vals])
+                r = vals[0][0]
+                records.append({"Backbone": display_name(r.model), "Input": f"{int(r.input_h)}x{int(r.input_w)}",
+                                "Split": split, "Seed": ", ".join(str(int(x.seed)) for x, _ in vals), "n": k,
+                                "AP": f"{mean:.3f} ± {std:.3f} (n={k})", "± (95%)": "–",
+                                "Source": f"measured: {r.experiment}, seeds pooled (mean ± std)"})
+    cols = ["Backbone", "Input", "Split", "Seed", "n", "AP", "± (95%)"]
+    extra = sorted({k for rec in records for k in rec} - set(cols) - {"Source", "95% interval of Δ", "sign flips"})
+    cols += extra + ["95% interval of Δ", "sign flips", "Source"]
+    table = pd.DataFrame(records, columns=cols).fillna("–")
+    head = "| " + " | ".join(cols) + " |"
+    sep = "|" + "|".join(":--" if c in ("Backbone", "Source") else "--:" for c in cols) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    notes = (f"± (95%): half the width of the 95% percentile interval over {resamples} bootstrap resamples of the "
+             "split's images (the same resamples for every run of a split: differences are paired); * = the "
+             "difference's interval excludes 0; sign flips: the fraction of resamples in which the difference has "
+             "the other sign. Reported rows have no intervals (the papers give one number).")
+    if skipped:
+        notes += f" {skipped} measured run(s) without stored predictions are not listed."
+    md = f"### AP with bootstrap intervals: {dataset}\n\n" + "\n".join([head, sep, *body]) + "\n\n" + notes + "\n"
+    out = Path(out_dir)
+    atomic_write_text(out / f"{dataset}_intervals.md", md)
+    atomic_write_text(out / f"{dataset}_intervals.csv", table.to_csv(index=False))
+    if echo:
+        print(md)
+    return table
