@@ -535,7 +535,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
     results = [results[f] for f in cfg.families]
 
     df = make_demo_table(results)
-    from harness.report.breakdown import demo_statistics
+    from harness.report.breakdown import demo_breakdown_figure, demo_statistics
 
     stats_md, stats = demo_statistics(results)
     md = table_markdown(df, cfg) + stats_md
@@ -543,6 +543,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
         "table_md": atomic_write_text(out / "table.md", md),
         "table_csv": atomic_write_text(out / "table.csv", df.to_csv(index=False, float_format="%.4f")),
         "plot": plot_accuracy_vs_cost(results, out / "accuracy_vs_cost.png"),
+        "occlusion_plot": demo_breakdown_figure(results, out)[0],
     }
     wall = time.perf_counter() - t0
     summary = {"wall_seconds": wall, "config": dataclasses.asdict(cfg),

@@ -58,6 +58,7 @@ def test_smoke_run_writes_table_plot_and_records(smoke):
     # Below it: val AP with bootstrap intervals (differences from HRNet) and the occluded split by MaxIoU.
     assert "Val AP, 95% intervals" in md and "Δ vs HRNet-DEMO" in md and md.count("| HRNet-DEMO |") == 1 + 4
     assert "Occluded split (GT boxes): AP by MaxIoU" in md
+    assert cv2.imread(str(out / "occluded_ap_by_occlusion.png")) is not None
     # Plot: a real PNG of the figure's size.
     img = cv2.imread(str(out / "accuracy_vs_cost.png"))
     assert img is not None and img.shape[0] > 400 and img.shape[1] > 1000

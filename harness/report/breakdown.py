@@ -172,7 +172,8 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=0.8, bottom=0.3, wspace=0.25)
     axes = fig.subplots(1, n, squeeze=False)[0]
     if not rows:
-        axes[0].text(0.5, 0.5, "no measured breakdown yet", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].text(0.5, 0.5, "no measured breakdown yet\n(python -m harness test EXP --checkpoint FILE --breakdown occlusion)",
+                     ha="center", fontsize=9, va="center", transform=axes[0].transAxes)
         axes[0].set_xticks([])
         axes[0].set_yticks([])
     markers = "osD^v"
@@ -343,3 +344,27 @@ def make_interval_table(dataset: str, results_root: str | os.PathLike | pd.DataF
     if echo:
         print(md)
     return table
+
+
+def demo_breakdown_figure(results: list[dict], out_dir: str | os.PathLike) -> list[Path]:
+    """``occluded_ap_by_occlusion.png/pdf``: the demo's occluded split, AP per occlusion level per family."""
+    from harness.results import display_name
+    from harness.results.schema import canonical_family
+
+    rows, columns = [], []
+    for r in results:
+        recs = r.get("records") or []
+        bd = _read_breakdown(recs[1]) if len(recs) > 1 else None
+        if not bd:
+            continue
+        bins = {}
+        for attr in bd["attributes"]:
+            for b in attr["bins"]:
+                col = f"{attr['attribute']}: {b['bin']}"
+                if col not in columns:
+                    columns.append(col)
+                bins[col] = mean_std([b.get("AP")])
+        rows.append({"display_name": display_name(r["model"]), "family": canonical_family(r["family"]), "n": 1,
+                     "bins": bins})
+    return make_breakdown_figure("occluded", None, out_dir, rows=rows, columns=columns,
+                                 title="Demo, occluded split (GT boxes): AP per occlusion level")
