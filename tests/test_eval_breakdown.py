@@ -156,3 +156,18 @@ def test_ignore_versus_drop(tmp_path):
 def test_unknown_breakdown_kind():
     with pytest.raises(ValueError, match="unknown kind 'pose'"):
         attributes_for("pose", "coco")
+
+
+def test_cli_evaluate_predictions_breakdown(tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "m.json"
+    rc = main(["evaluate-predictions", "--ann", str(SHARED / "data/ochuman-samples/test_ochuman.json"), "--dataset",
+               "ochuman", "--preds", str(REF / "ochuman__noise0.02.json"), "--breakdown", "occlusion",
+               "--json", str(out)])
+    assert rc == 0
+    assert "AP by MaxIoU with another person (boxes)" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    bins = {b["bin"]: b for b in res["breakdown"]["attributes"][0]["bins"]}
+    assert [bins[k]["people"] for k in ("low", "moderate", "hard")] == [1, 2, 2]
+    assert res["AP"] == pytest.approx(EXPECTED["ochuman__noise0.02.json"]["oks_nms"]["AP"], abs=1e-9)
