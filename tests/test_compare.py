@@ -114,3 +114,20 @@ def test_seed_pooling():
     m, s, n = mean_std([0.2, 0.4, None])
     assert (m, n) == (pytest.approx(0.3), 2) and s == pytest.approx(np.std([0.2, 0.4], ddof=1))
     assert mean_std([0.5]) == (0.5, 0.0, 1)
+
+
+def test_record_breakdown_and_predictions_are_validated():
+    from harness.results.schema import RecordError, RunRecord
+
+    base = dict(model="hrnet-demo", family="hrnet", experiment="x", dataset="coco", split="val", boxes="gt",
+                input_size=[64, 48], metrics={"AP": 0.5}, params=10, recipe="demo", pretrain="none",
+                config_hash="abcdef123", seed=0)
+    ok = {"kind": "occlusion", "attributes": [{"attribute": "overlaps", "bins": [
+        {"bin": "0", "people": 3, "AP": 0.4, "AR": 0.5}, {"bin": "3+", "people": 0, "AP": None}]}]}
+    RunRecord.from_dict({**base, "breakdown": ok, "predictions": {"file": "predictions/a.keypoints.json.gz",
+                                                                   "ann_file": "/x/ann.json"}})
+    bad = {"kind": "occlusion", "attributes": [{"attribute": "overlaps", "bins": [{"bin": "0", "people": 3, "AP": 40.0}]}]}
+    with pytest.raises(RecordError, match=r"breakdown.attributes\[0\].bins\[0\].AP"):
+        RunRecord.from_dict({**base, "breakdown": bad})
+    with pytest.raises(RecordError, match="'predictions'"):
+        RunRecord.from_dict({**base, "predictions": {"file": "a.json.gz"}})
