@@ -15,7 +15,7 @@ import sys
 COMMANDS = [
     "harness.commands.models",
     "harness.commands.demo", "harness.commands.visualize",
-    "harness.commands.data", "harness.commands.evaluate_predictions",
+    "harness.commands.data", "harness.commands.evaluate_predictions", "harness.commands.compare",
     "harness.commands.synth",
     "harness.commands.train",
     "harness.commands.report",

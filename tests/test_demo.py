@@ -51,7 +51,12 @@ def test_smoke_run_writes_table_plot_and_records(smoke):
     assert (csv["GFLOPs"] > 0).all() and (csv["latency (ms)"] > 0).all()
     md = (out / "table.md").read_text()
     assert r"\begin{tabular}{lrrrrrrrr}" in (out / "table.tex").read_text()
-    assert md.startswith("| model | AP |") and md.count("-DEMO |") == 3 and "64x48 input" in md
+    table, _, stats = md.partition("\n\n**")
+    assert md.startswith("| model | AP |") and table.count("-DEMO |") == 3 and "64x48 input" in md
+    # Below it: val AP with bootstrap intervals (differences from HRNet) and the occluded split by MaxIoU.
+    assert "Val AP, 95% intervals" in md and "Δ vs HRNet-DEMO" in md and md.count("| HRNet-DEMO |") == 1 + 4
+    assert "Occluded split (GT boxes): AP by MaxIoU" in md
+    assert cv2.imread(str(out / "occluded_ap_by_occlusion.png")) is not None
     # Plot: a real PNG of the figure's size.
     img = cv2.imread(str(out / "accuracy_vs_cost.png"))
     assert img is not None and img.shape[0] > 400 and img.shape[1] > 1000

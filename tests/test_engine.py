@@ -362,7 +362,7 @@ def test_cli_evaluate_published_weights(tmp_path, monkeypatch, capsys):
     torch.save({"state_dict": sd, "meta": {"epoch": 210}}, tmp_path / "published.pth")
     seen = {}
 
-    def fake_eval(m, dataset, exp, *, device, progress=True):
+    def fake_eval(m, dataset, exp, *, device, progress=True, on_eval=None):
         seen["w"] = m.head.final_layer.weight.detach().clone()
         seen["exp"] = exp
         return {"AP": 0.5, "AR": 0.6, "AP .5": 0.7}

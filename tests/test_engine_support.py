@@ -92,7 +92,7 @@ def tiny_build_model(exp):
 
 
 @torch.no_grad()
-def tiny_evaluate(model, dataset, exp, *, device, progress=True):
+def tiny_evaluate(model, dataset, exp, *, device, progress=True, on_eval=None):
     """Stand-in metric: a monotone function of the heatmap MSE on ``dataset`` ("AP" in (0, 1])."""
     model.eval()
     batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])

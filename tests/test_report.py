@@ -227,6 +227,9 @@ def test_cli_table_and_figures(root, tmp_path, capsys):
     t = pd.read_csv(tmp_path / "t" / "coco.csv")
     assert t.loc[t["Backbone"] == "HRNeXt-S", "GFLOPs (live)"].tolist() == [2.54, 2.54]  # cached profile
     assert cli("figures", "--results", str(root), "--out", str(tmp_path / "f")) == 0
-    assert len(list((tmp_path / "f").glob("*.png"))) == 5
+    # 5 accuracy-vs-cost figures + AP per occlusion level for coco, ochuman, crowdpose
+    assert len(list((tmp_path / "f").glob("*.png"))) == 5 + 3
+    assert (tmp_path / "f" / "ochuman_ap_by_occlusion.png").is_file()
+    assert (tmp_path / "t" / "coco_breakdown.md").is_file() and (tmp_path / "t" / "coco_intervals.md").is_file()
     with pytest.raises(SystemExit):
         cli("table", "mpii")

@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", default=None, help="write the metrics here (JSON)")
     p.add_argument("--outfile-prefix", default=None,
                    help="also write <prefix>.keypoints.json (COCO results after scoring and NMS)")
+    p.add_argument("--breakdown", choices=["occlusion"], default=None,
+                   help="also AP/AR per occlusion level (printed, and under 'breakdown' in --json)")
     p.set_defaults(func=run)
 
 
@@ -73,8 +75,11 @@ def run(args: argparse.Namespace) -> int:
         meta = resolve_meta(args.dataset, args.meta, args.ann)
         preds = load_json(args.preds, "predictions file")
         raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
+        from harness.eval.details import EvalDetails
+
+        details = EvalDetails(meta.name, breakdown_kind=args.breakdown, keep_results=False)
         t0 = time.perf_counter()
-        metrics = evaluate(raw, args.ann, meta, outfile_prefix=args.outfile_prefix, **opts)
+        metrics = evaluate(raw, args.ann, meta, outfile_prefix=args.outfile_prefix, on_eval=details, **opts)
         dt = time.perf_counter() - t0
     except (FileNotFoundError, AnnotationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -83,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
     nms = nms_mode + (f" {args.nms_thr:g}" if nms_mode != "none" else "")
     title = f"{Path(args.preds).name} on {Path(args.ann).name} ({meta.name}; score {score}; NMS {nms})"
     print(format_metrics(metrics, title))
+    if details.breakdown is not None:
+        from harness.report.breakdown import format_breakdown
+
+        print("\n" + format_breakdown(details.breakdown))
     print(f"\n{len(preds)} raw predictions evaluated in {dt:.2f} s")
     if args.json:
-        atomic_write_json(args.json, metrics, indent=2)
+        atomic_write_json(args.json, metrics if details.breakdown is None else
+                          {**metrics, "breakdown": details.breakdown}, indent=2)
         print(f"metrics written to {args.json}")
     return 0

@@ -10,10 +10,15 @@ TABLE_DATASETS = ("coco", "ochuman", "crowdpose")
 
 
 def _table(args: argparse.Namespace) -> int:
-    from harness.report.tables import make_table
+    from harness.report.breakdown import make_breakdown_table, make_interval_table
+    from harness.report.tables import as_frame, make_table
 
     try:
-        make_table(args.dataset, results_root=args.results, out_dir=args.out, live=not args.no_live)
+        df = as_frame(args.results)
+        make_table(args.dataset, results_root=df, out_dir=args.out, live=not args.no_live)
+        make_breakdown_table(args.dataset, results_root=df, out_dir=args.out)
+        make_interval_table(args.dataset, results_root=df, out_dir=args.out, baseline=args.baseline,
+                            resamples=args.resamples)
     except ValueError as e:
         log.error("%s", e)
         return 1
@@ -21,9 +26,14 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
+    from harness.report.breakdown import make_breakdown_figure
     from harness.report.figures import make_figures
+    from harness.report.tables import as_frame
 
-    result = make_figures(results_root=args.results, out_dir=args.out)
+    df = as_frame(args.results)
+    result = make_figures(results_root=df, out_dir=args.out)
+    for ds in TABLE_DATASETS:
+        result.files += make_breakdown_figure(ds, results_root=df, out_dir=args.out)
     for p in result.files:
         print(p)
     return 0
@@ -41,6 +51,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="results/tables", help="output folder; default: results/tables")
     p.add_argument("--no-live", action="store_true",
                    help="do not build and profile models: take live params/GFLOPs from cached results/profiles only")
+    p.add_argument("--baseline", help="model whose AP the others are compared with in <dataset>_intervals "
+                   "(default: the first run of each split)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.set_defaults(func=_table)
 
     f = subparsers.add_parser(

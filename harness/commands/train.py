@@ -59,6 +59,7 @@ def add_parser(subparsers) -> None:
     t.add_argument("--device", choices=["cpu", "cuda"])
     t.add_argument("--results-root", default="results/runs", help="results store (default results/runs)")
     t.add_argument("--no-progress", action="store_true")
+    _add_breakdown(t)
     t.set_defaults(func=cmd_test)
 
     e = subparsers.add_parser(
@@ -80,7 +81,14 @@ def add_parser(subparsers) -> None:
     e.add_argument("--device", choices=["cpu", "cuda"])
     e.add_argument("--results-root", default="results/runs")
     e.add_argument("--no-progress", action="store_true")
+    _add_breakdown(e)
     e.set_defaults(func=cmd_evaluate)
+
+
+def _add_breakdown(p) -> None:
+    p.add_argument("--breakdown", choices=["occlusion"], default=None,
+                   help="also AP/AR per occlusion level, stored in the record (OCHuman: MaxIoU; CrowdPose: crowd "
+                   "index; COCO: overlapping people and labelled keypoints; see harness.eval.breakdown)")
 
 
 def _print_err(msg: str) -> int:
@@ -171,7 +179,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     try:
         results = run_test(exp, args.checkpoint, device=args.device, results_root=args.results_root,
-                           splits=tuple(args.split) if args.split else None, progress=not args.no_progress)
+                           splits=tuple(args.split) if args.split else None, progress=not args.no_progress,
+                           breakdown=args.breakdown)
     except (FileNotFoundError, ValueError, KeyError) as e:
         return _print_err(str(e))
     for r in results:
@@ -227,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         results = run_test(exp, args.checkpoint, device=args.device, results_root=args.results_root,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, breakdown=args.breakdown)
     except (FileNotFoundError, ValueError, KeyError) as e:
         return _print_err(str(e))
     for r in results:

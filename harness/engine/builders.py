@@ -119,9 +119,12 @@ def _det_path(det_file: str | None) -> str | None:
     return str(resolve_path(det_file))
 
 
-def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True) -> dict:
+def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True,
+             on_eval=None) -> dict:
     """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}, scoring and
-    NMS as ``exp.eval`` says (score_mode, keypoint_score_thr, nms_mode, nms_thr)."""
+    NMS as ``exp.eval`` says (score_mode, keypoint_score_thr, nms_mode, nms_thr).
+
+    ``on_eval`` is handed to ``harness.eval.evaluate`` (e.g. a ``harness.eval.details.EvalDetails``)."""
     from harness.data.loader import resolve_num_workers
     from harness.eval import evaluate as _evaluate
     from harness.eval import predict
@@ -133,7 +136,7 @@ def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device
         raise AttributeError(f"{type(dataset).__name__} has no 'ann_file'; cannot score predictions")
     e = exp.eval
     return _evaluate(preds, ann_file, dataset.meta, score_mode=e.score_mode, keypoint_score_thr=e.keypoint_score_thr,
-                     nms_mode=e.nms_mode, nms_thr=e.nms_thr)
+                     nms_mode=e.nms_mode, nms_thr=e.nms_thr, on_eval=on_eval)
 
 
 def git_commit() -> str | None:

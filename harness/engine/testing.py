@@ -56,20 +56,33 @@ def exp_without_init(exp: Experiment) -> Experiment:
 
 def run_test(exp: Experiment, checkpoint: str | os.PathLike, *, device: str | None = None,
              results_root: str | os.PathLike = "results/runs", splits: tuple[str, ...] | None = None,
-             progress: bool = True, extra: dict | None = None) -> list[dict]:
+             progress: bool = True, extra: dict | None = None, breakdown: str | None = None) -> list[dict]:
     """Evaluate ``checkpoint`` on every ``exp.eval.splits`` split; write and return the records.
 
+    Each record points to its post-processed predictions (``predictions``, stored beside it, for a later
+    ``compare``) and, with ``breakdown`` (e.g. ``"occlusion"``), holds AP/AR per occlusion bin.
     Returns a list of ``{"split", "metrics", "record", "path"}``.
     """
+    from harness.eval.details import EvalDetails, write_predictions
+
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, kind = load_for_eval(exp, checkpoint, dev)
     out = []
     for split in splits or exp.eval.splits:
         ds = builders.build_dataset(exp, split, train=False, eval_set=True)
-        metrics = builders.evaluate(model, ds, exp, device=dev, progress=progress)
+        meta = getattr(ds, "meta", None)
+        details = EvalDetails(dataset=meta.name if meta is not None else exp.eval.dataset, breakdown_kind=breakdown)
+        metrics = builders.evaluate(model, ds, exp, device=dev, progress=progress, on_eval=details)
         rec = builders.make_record(exp, model=model, dataset_name=exp.eval.dataset, split=split,
                                    boxes=exp.eval.boxes, metrics=metrics, checkpoint=str(checkpoint),
                                    extra={"stage": "test", "weights": kind, **(extra or {})})
+        if details.breakdown is not None:
+            rec["breakdown"] = details.breakdown
+        if details.results:
+            folder = Path(results_root) / rec["dataset"] / rec["model"]
+            pred = write_predictions(details.results, folder)
+            rec["predictions"] = {"file": str(pred.relative_to(folder)), "ann_file": str(Path(ds.ann_file).resolve()),
+                                  "dataset": details.dataset, "count": len(details.results)}
         path = builders.write_record(rec, root=results_root)
         log.info("%s %s/%s: %s -> %s", exp.model.name, exp.eval.dataset, split,
                  ", ".join(f"{k}={float(v):.4f}" for k, v in metrics.items() if k in rec["metrics"]), path)

@@ -13,7 +13,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from harness.eval.postprocess import RawPredictions, check_options, postprocess,
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "METRIC_NAMES", "CROWD_METRIC_NAMES", "format_metrics", "load_coco_gt"]
+__all__ = ["evaluate", "evaluate_results", "METRIC_NAMES", "CROWD_METRIC_NAMES", "format_metrics", "load_coco_gt"]
 
 METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 CROWD_METRIC_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
@@ -55,6 +55,7 @@ def evaluate(
     nms_thr: float = 0.9,
     outfile_prefix: str | Path | None = None,
     coco_gt=None,
+    on_eval: Callable[[Any], None] | None = None,
 ) -> dict[str, float]:
     """Evaluate raw top-down predictions against a COCO-format annotation file.
 
@@ -67,12 +68,13 @@ def evaluate(
             ``'oks_nms'``, 0.9.
         outfile_prefix: if given, write ``<prefix>.keypoints.json`` (the COCO results) and
             ``<prefix>.metrics.json``.
+        on_eval: called with the xtcocotools ``COCOeval`` after ``evaluate()``/``accumulate()`` and
+            before ``summarize()`` (the per-image matching is then intact: see
+            ``harness.eval.breakdown`` and ``harness.eval.bootstrap``).
     Returns:
         mmpose's metric names -> values (``METRIC_NAMES``, or ``CROWD_METRIC_NAMES`` for
         ``keypoints_crowd``).
     """
-    from xtcocotools.cocoeval import COCOeval
-
     check_options(score_mode, keypoint_score_thr, nms_mode, nms_thr)
     gt = coco_gt if coco_gt is not None else load_coco_gt(ann_file)
     raw = preds if isinstance(preds, RawPredictions) else RawPredictions.from_list(
@@ -90,6 +92,21 @@ def evaluate(
     results = to_coco_results(raw, sel, scores)
     if outfile_prefix is not None:
         atomic_write_json(f"{outfile_prefix}.keypoints.json", results)
+    metrics = evaluate_results(results, ann_file, meta, coco_gt=gt, on_eval=on_eval)
+    if outfile_prefix is not None:
+        atomic_write_json(f"{outfile_prefix}.metrics.json", metrics, indent=2)
+    log.info("evaluated %d predictions -> %d results on %s: AP %.4f", len(raw), len(results),
+             Path(ann_file).name, metrics["AP"])
+    return metrics
+
+
+def evaluate_results(results: list[dict], ann_file: str | Path, meta: DatasetMeta, *, coco_gt=None,
+                     on_eval: Callable[[Any], None] | None = None) -> dict[str, float]:
+    """COCOeval of COCO keypoint *results* (already rescored and suppressed, as ``evaluate`` writes them to
+    ``<prefix>.keypoints.json``) -> mmpose's metric names. ``on_eval`` as in :func:`evaluate`."""
+    from xtcocotools.cocoeval import COCOeval
+
+    gt = coco_gt if coco_gt is not None else load_coco_gt(ann_file)
     if meta.iou_type == "keypoints_crowd":
         missing = [i for i in gt.getImgIds() if "crowdIndex" not in gt.imgs[i]]
         if missing:
@@ -101,14 +118,12 @@ def evaluate(
         ev.params.useSegm = None
         ev.evaluate()
         ev.accumulate()
+        if on_eval is not None:
+            on_eval(ev)
         ev.summarize()
     log.debug("COCOeval output:\n%s", buf.getvalue())
     names = CROWD_METRIC_NAMES if meta.iou_type == "keypoints_crowd" else METRIC_NAMES
     metrics = {n: float(v) for n, v in zip(names, ev.stats)}
-    if outfile_prefix is not None:
-        atomic_write_json(f"{outfile_prefix}.metrics.json", metrics, indent=2)
-    log.info("evaluated %d predictions -> %d results on %s: AP %.4f", len(raw), len(results),
-             Path(ann_file).name, metrics["AP"])
     return metrics
 
 

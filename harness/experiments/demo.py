@@ -40,7 +40,8 @@ from harness.engine import builders
 from harness.engine.checkpoint import LAST, find_resume
 from harness.engine.testing import exp_without_init, load_for_eval
 from harness.engine.trainer import seed_everything
-from harness.io import atomic_write_json, read_marker, write_marker
+from harness.io import atomic_write_json, atomic_write_text, read_marker, write_marker
+from harness.report.breakdown import demo_breakdown_figure, demo_statistics
 from harness.report.experiments import DEMO_COLUMNS, demo_frame, demo_plot, demo_table
 from harness.results.schema import FAMILY_ORDER
 
@@ -55,7 +56,7 @@ FAMILIES = tuple(f.lower() for f in FAMILY_ORDER)
 #: Families by training cost per iteration on a CPU, most expensive first (the order jobs are handed out).
 COST_ORDER = ("hrnext", "hrformer", "hrnet")
 #: Bump when what a finished family's marker means changes (evaluation protocol, table fields).
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # 2: records keep their predictions; the occluded split has the occlusion breakdown
 MARKER = "demo_result.json"
 TABLE_COLUMNS = DEMO_COLUMNS
 
@@ -256,7 +257,18 @@ def _reusable(cfg: DemoConfig, family: str) -> dict | None:
 def _train_and_evaluate(job: tuple[DemoConfig, str, str]) -> dict:
     """Train (or resume) one family and score it: val (det boxes), occluded (GT boxes), untrained val.
 
-    Module-level and fed plain data so that :func:`harness.parallel.run_jobs` can run it in a worker."""
+    Module-level and fed plain data so that :func:`harness.parallel.run_jobs` can run it in a worker.
+    Always on one torch thread: the weights depend on the thread count (reductions are split per thread),
+    so a family's result must not depend on how many families were left to train or on the core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_and_evaluate_one_thread(job)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_evaluate_one_thread(job: tuple[DemoConfig, str, str]) -> dict:
     cfg, family, results_root = job
     exp = experiment(cfg, family)
     wd = Path(exp.work_dir)
@@ -273,7 +285,7 @@ def _train_and_evaluate(job: tuple[DemoConfig, str, str]) -> dict:
     occ_exp = dataclasses.replace(exp, eval=dataclasses.replace(exp.eval, boxes="gt", det_file=None,
                                                                 splits=("occluded",)))
     occ = engine.run_test(occ_exp, ckpt, device="cpu", results_root=results_root, splits=("occluded",),
-                          progress=cfg.progress, extra={"stage": "demo"})[0]
+                          progress=cfg.progress, extra={"stage": "demo"}, breakdown="occlusion")[0]
     untrained = _untrained_metrics(exp, torch.device("cpu"), cfg.progress)
     log.info("%s: AP val %.3f (untrained %.3f), AP occluded %.3f; %d iterations, %.2f s/iteration",
              exp.name, val["metrics"].get("AP", float("nan")), untrained.get("AP", float("nan")),
@@ -340,14 +352,19 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
 
     df = demo_frame(results)
     table = demo_table(df, _note(cfg))
+    stats_md, stats = demo_statistics(results)
     files = {f"table_{k}": v for k, v in table.write(out / "table", float_format="%.4f").items()}
+    # Below the table: val AP with bootstrap intervals and the occluded split's AP by occlusion level.
+    atomic_write_text(out / "table.md", table.markdown() + stats_md)
     files["plot"] = demo_plot(results, out / "accuracy_vs_cost.png")
+    files["occlusion_plot"] = demo_breakdown_figure(results, out)[0]
     wall = time.perf_counter() - t0
     summary = {"wall_seconds": wall, "config": dataclasses.asdict(cfg),
                "families": {r["family"]: {k: r[k] for k in ("val", "occluded", "untrained_val", "params", "gflops",
                                                             "latency_ms", "iterations", "sec_per_iter",
-                                                            "train_seconds", "cached")} for r in results}}
+                                                            "train_seconds", "cached")} for r in results},
+               "statistics": stats}
     files["summary"] = atomic_write_json(out / "summary.json", summary, indent=2, default=str)
     cached = [r["family"] for r in results if r.get("cached")]
-    return {"results": results, "table": df, "markdown": table.markdown(), "files": files, "wall_seconds": wall,
+    return {"results": results, "table": df, "markdown": table.markdown() + stats_md, "files": files, "wall_seconds": wall,
             "cached": cached}

@@ -99,6 +99,35 @@ def _check_metrics(value: Any) -> None:
               f"expected a number in [0, 1] (or -1 for 'no ground truth'), got {v!r}")
 
 
+def _check_breakdown(value: Any) -> None:
+    """``{"kind", "attributes": [{"attribute", "bins": [{"bin", "people", "AP", ...}]}]}`` (harness.eval.breakdown)."""
+    if value is None:
+        return
+    _need(isinstance(value, Mapping) and isinstance(value.get("kind"), str)
+          and isinstance(value.get("attributes"), list), "breakdown",
+          f"expected {{'kind': str, 'attributes': [...]}}, got {value!r}")
+    for i, attr in enumerate(value["attributes"]):
+        name = f"breakdown.attributes[{i}]"
+        _need(isinstance(attr, Mapping) and isinstance(attr.get("attribute"), str)
+              and isinstance(attr.get("bins"), list), name, "expected {'attribute': str, 'bins': [...]}")
+        for j, b in enumerate(attr["bins"]):
+            bname = f"{name}.bins[{j}]"
+            _need(isinstance(b, Mapping) and isinstance(b.get("bin"), str) and _is_int(b.get("people"))
+                  and b["people"] >= 0, bname, "expected {'bin': str, 'people': int >= 0, 'AP': ...}")
+            for k in ("AP", "AP .5", "AP .75", "AR"):
+                v = b.get(k)
+                _need(v is None or (_is_num(v) and 0.0 <= float(v) <= 1.0), f"{bname}.{k}",
+                      f"expected a number in [0, 1] or null, got {v!r}")
+
+
+def _check_predictions(value: Any) -> None:
+    if value is None:
+        return
+    _need(isinstance(value, Mapping) and isinstance(value.get("file"), str) and value["file"]
+          and isinstance(value.get("ann_file"), str) and value["ann_file"], "predictions",
+          f"expected {{'file': path relative to the record, 'ann_file': path, ...}}, got {value!r}")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -132,12 +161,19 @@ class RunRecord:
     date: str = field(default_factory=now_iso)
     checkpoint: str | None = None
     extra: dict = field(default_factory=dict)
+    #: AP/AR per occlusion bin (``--breakdown``); see harness.eval.breakdown
+    breakdown: dict | None = None
+    #: the post-processed COCO results this record was scored on: ``file`` (relative to the record's
+    #: folder), ``ann_file``, ``dataset`` -- what ``python -m harness compare --runs`` needs
+    predictions: dict | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = "measured"
 
     def __post_init__(self) -> None:
         _need(self.schema_version == SCHEMA_VERSION, "schema_version",
               f"unsupported version {self.schema_version!r} (this code reads {SCHEMA_VERSION})")
+        _check_breakdown(self.breakdown)
+        _check_predictions(self.predictions)
         _need(self.kind == "measured", "kind", f"expected 'measured', got {self.kind!r}")
         _check_str(self.model, "model", slug=True)
         _check_str(self.family, "family")
