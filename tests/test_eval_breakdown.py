@@ -170,4 +170,4 @@ def test_cli_evaluate_predictions_breakdown(tmp_path, capsys):
     res = json.loads(out.read_text())
     bins = {b["bin"]: b for b in res["breakdown"]["attributes"][0]["bins"]}
     assert [bins[k]["people"] for k in ("low", "moderate", "hard")] == [1, 2, 2]
-    assert res["AP"] == pytest.approx(EXPECTED["ochuman__noise0.02.json"]["oks_nms"]["AP"], abs=1e-9)
+    assert res["AP"] == pytest.approx(EXPECTED["ochuman__noise0.02.json"]["metrics"]["bbox_keypoint/0.2/oks_nms/0.9"]["AP"], abs=1e-9)

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.commands.evaluate_predictions import add_eval_options, eval_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -26,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples (default 0)")
     p.add_argument("--metric", choices=["AP", "AP .5", "AP .75", "AR"], default="AP")
-    p.add_argument("--no-postprocess", action="store_true", help="raw predictions: skip OKS-NMS")
+    add_eval_options(p)  # raw predictions are scored and suppressed as evaluate-predictions does
     p.add_argument("--json", help="write the result here (JSON)")
     p.set_defaults(func=run)
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 name = args.names[i] if args.names else f"{rec['model']} (seed {rec['seed']}, {Path(sources[i]).stem})"
                 loaded.append((name, preds))
         gt = load_coco_gt(ann)
-        sets = [load_set(n, p, ann, meta, postprocess=not args.no_postprocess, coco_gt=gt) for n, p in loaded]
+        sets = [load_set(n, p, ann, meta, coco_gt=gt, **eval_options(args)) for n, p in loaded]
         res = compare(sets, resamples=args.resamples, seed=args.seed, confidence=args.confidence,
                       baseline=args.baseline, metric=args.metric)
     except (FileNotFoundError, AnnotationError, ValueError) as e:

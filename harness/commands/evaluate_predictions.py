@@ -29,6 +29,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dataset", default="coco",
                    help="coco | ochuman | crowdpose (sigmas; CrowdPose evaluates with keypoints_crowd, no areas)")
     p.add_argument("--meta", default=None, help="dataset metadata JSON for another keypoint layout")
+    add_eval_options(p)
+    p.add_argument("--json", default=None, help="write the metrics here (JSON)")
+    p.add_argument("--outfile-prefix", default=None,
+                   help="also write <prefix>.keypoints.json (COCO results after scoring and NMS)")
+    p.add_argument("--breakdown", choices=["occlusion"], default=None,
+                   help="also AP/AR per occlusion level (printed, and under 'breakdown' in --json)")
+    p.set_defaults(func=run)
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    """mmpose CocoMetric's scoring and NMS options (same names, meanings, defaults), shared by the commands
+    that score raw predictions (``evaluate-predictions``, ``compare``)."""
     p.add_argument("--score-mode", choices=typing.get_args(ScoreMode), default="bbox_keypoint",
                    help="instance score the results are ranked by: bbox_keypoint = box score x mean of the "
                    "keypoint scores above --keypoint-score-thr (0 if none is); bbox = box score; keypoint = "
@@ -46,12 +58,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-postprocess", action="store_true",
                    help="alias of --nms-mode none (the instance scores still follow --score-mode; add "
                    "--score-mode bbox for the box scores as they are)")
-    p.add_argument("--json", default=None, help="write the metrics here (JSON)")
-    p.add_argument("--outfile-prefix", default=None,
-                   help="also write <prefix>.keypoints.json (COCO results after scoring and NMS)")
-    p.add_argument("--breakdown", choices=["occlusion"], default=None,
-                   help="also AP/AR per occlusion level (printed, and under 'breakdown' in --json)")
-    p.set_defaults(func=run)
+
+
+def eval_options(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_eval_options` as ``harness.eval.evaluate`` keywords (checked there);
+    ``--no-postprocess`` is ``--nms-mode none`` and contradicts any other ``--nms-mode``."""
+    if args.no_postprocess and args.nms_mode != "oks_nms":
+        raise ValueError(f"--no-postprocess means --nms-mode none; it contradicts --nms-mode {args.nms_mode}")
+    return dict(score_mode=args.score_mode, keypoint_score_thr=args.keypoint_score_thr,
+                nms_mode="none" if args.no_postprocess else args.nms_mode, nms_thr=args.nms_thr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,13 +76,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.eval.postprocess import RawPredictions, check_options
     from harness.io import atomic_write_json
 
-    nms_mode = "none" if args.no_postprocess else args.nms_mode
-    if args.no_postprocess and args.nms_mode != "oks_nms":
-        print(f"error: --no-postprocess means --nms-mode none; it contradicts --nms-mode {args.nms_mode}",
-              file=sys.stderr)
+    try:
+        opts = eval_options(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    opts = dict(score_mode=args.score_mode, keypoint_score_thr=args.keypoint_score_thr, nms_mode=nms_mode,
-                nms_thr=args.nms_thr)
+    nms_mode = opts["nms_mode"]
     try:
         check_options(**opts)
         if not Path(args.ann).is_file():

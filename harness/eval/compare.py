@@ -29,15 +29,16 @@ def _is_raw(preds: list) -> bool:
     return bool(preds) and isinstance(preds[0], dict) and "keypoint_scores" in preds[0]
 
 
-def load_set(name: str, preds: list[dict], ann_file: str | os.PathLike, meta, *, postprocess: bool = True,
-             coco_gt=None) -> PredictionSet:
-    """Raw top-down predictions (rescored + OKS-NMS as ``evaluate``) or COCO results (used as they are)."""
+def load_set(name: str, preds: list[dict], ann_file: str | os.PathLike, meta, *, coco_gt=None,
+             **eval_options) -> PredictionSet:
+    """Raw top-down predictions (scored and suppressed by ``evaluate`` with ``eval_options``: score_mode,
+    keypoint_score_thr, nms_mode, nms_thr) or COCO results (used as they are)."""
     from harness.eval.coco_eval import evaluate, evaluate_results
     from harness.eval.details import EvalDetails
 
     details = EvalDetails(meta.name, keep_results=False, keep_matches=True)
     if _is_raw(preds):
-        metrics = evaluate(preds, ann_file, meta, postprocess=postprocess, coco_gt=coco_gt, on_eval=details)
+        metrics = evaluate(preds, ann_file, meta, coco_gt=coco_gt, on_eval=details, **eval_options)
     else:
         if not preds:
             raise ValueError(f"{name}: no predictions")
