@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -35,24 +34,26 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.data import resolve_meta
-    from harness.data.coco import AnnotationError, load_json
+    from harness.data.coco import load_json
     from harness.eval.coco_eval import evaluate, format_metrics
+    from harness.errors import MissingFileError
     from harness.eval.postprocess import RawPredictions
-    from harness.io import atomic_write_json
+    from harness.io import atomic_write_json, check_output_file
 
-    try:
-        if not Path(args.ann).is_file():
-            raise FileNotFoundError(f"annotation file {args.ann}: file not found")
-        meta = resolve_meta(args.dataset, args.meta, args.ann)
-        preds = load_json(args.preds, "predictions file")
-        raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
-        t0 = time.perf_counter()
-        metrics = evaluate(raw, args.ann, meta, postprocess=not args.no_postprocess,
-                           outfile_prefix=args.outfile_prefix)
-        dt = time.perf_counter() - t0
-    except (FileNotFoundError, AnnotationError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # Output paths first: a typo must not cost the evaluation.
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.outfile_prefix:
+        check_output_file(f"{args.outfile_prefix}.keypoints.json", "--outfile-prefix")
+    if not Path(args.ann).is_file():
+        raise MissingFileError(f"--ann: annotation file {args.ann} not found")
+    meta = resolve_meta(args.dataset, args.meta, args.ann)
+    preds = load_json(args.preds, "predictions file")
+    raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
+    t0 = time.perf_counter()
+    metrics = evaluate(raw, args.ann, meta, postprocess=not args.no_postprocess,
+                       outfile_prefix=args.outfile_prefix)
+    dt = time.perf_counter() - t0
     title = f"{Path(args.preds).name} on {Path(args.ann).name} ({meta.name}, " + (
         "no post-processing)" if args.no_postprocess else "rescoring + OKS-NMS 0.9)")
     print(format_metrics(metrics, title))
