@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_weights
+from .weights import load_weights
 from .models import create_pose_model
 
 INPUT_HW = {"hrnet-w32": (256, 192), "hrnet-w48": (256, 192), "hrformer-s": (256, 192),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
 from harness.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ TABLE_COLUMNS = ("model", "AP", "AP .5", "AP .75", "AP occluded", "untrained AP"
                  "latency (ms)")
 
 
-class DemoError(ValueError):
+class DemoError(ConfigError):
     """A demo setting is invalid; the message names the ``DemoConfig`` field."""
 
 

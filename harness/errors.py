@@ -20,6 +20,7 @@ working.
     ├── PredictionError       a raw-predictions file (ValueError)
     ├── WeightsError          a weights file that cannot be read or does not fit the model (RuntimeError)
     ├── CheckpointError       a training checkpoint (``last.pth``/``best.pth``) (RuntimeError)
+    ├── WorkDirError          a work dir that holds another run (FileExistsError)
     ├── RecordError           a result record (ValueError)
     ├── ResultsError          malformed files in the results store (RuntimeError)
     └── TrainingError         a run that cannot go on (non-finite loss) (RuntimeError)
@@ -31,7 +32,7 @@ import os
 __all__ = [
     "HrbenchError", "UsageError", "ConfigError", "MissingFileError", "DataError", "AnnotationError",
     "ImageError", "PredictionError", "WeightsError", "CheckpointError", "RecordError", "ResultsError",
-    "TrainingError",
+    "TrainingError", "WorkDirError",
 ]
 
 
@@ -91,6 +92,13 @@ class WeightsError(HrbenchError, RuntimeError):
 
 class CheckpointError(HrbenchError, RuntimeError):
     """A training checkpoint that is missing, corrupt, damaged (checksum) or of another run."""
+
+
+class WorkDirError(HrbenchError, FileExistsError):
+    """A work dir that already holds a run (continue it with ``--resume auto`` or pick another)."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
 
 
 class RecordError(HrbenchError, ValueError):

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from harness.errors import UsageError
 from harness.io import atomic_write_png
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ SIDE_COLORS = {"left": (178, 114, 0), "right": (0, 94, 213), "center": (200, 200
 CMAP = "plasma"
 
 
-class VisualizeError(ValueError):
+class VisualizeError(UsageError):
     """Bad input for the qualitative figure; the message names the file, model or field."""
 
 

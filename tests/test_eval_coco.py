@@ -2,7 +2,6 @@
 `evaluate-predictions`."""
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time

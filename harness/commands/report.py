@@ -7,22 +7,24 @@ import logging
 log = logging.getLogger(__name__)
 
 TABLE_DATASETS = ("coco", "ochuman", "crowdpose")
+DEFAULT_TABLES = "results/tables"
+DEFAULT_FIGURES = "results/figures"
 
 
 def _table(args: argparse.Namespace) -> int:
+    from harness.io import check_output_dir
     from harness.report.tables import make_table
 
-    try:
-        make_table(args.dataset, results_root=args.results, out_dir=args.out, live=not args.no_live)
-    except ValueError as e:
-        log.error("%s", e)
-        return 1
+    check_output_dir(args.out, "--out", owned=args.out == DEFAULT_TABLES)  # before the work
+    make_table(args.dataset, results_root=args.results, out_dir=args.out, live=not args.no_live)
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
+    from harness.io import check_output_dir
     from harness.report.figures import make_figures
 
+    check_output_dir(args.out, "--out", owned=args.out == DEFAULT_FIGURES)
     result = make_figures(results_root=args.results, out_dir=args.out)
     for p in result.files:
         print(p)
@@ -38,7 +40,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("dataset", choices=TABLE_DATASETS, help="which benchmark table")
     p.add_argument("--results", default="results", help="results root (reported/, runs/, profiles/); default: results")
-    p.add_argument("--out", default="results/tables", help="output folder; default: results/tables")
+    p.add_argument("--out", default=DEFAULT_TABLES, help=f"output folder; default: {DEFAULT_TABLES}")
     p.add_argument("--no-live", action="store_true",
                    help="do not build and profile models: take live params/GFLOPs from cached results/profiles only")
     p.set_defaults(func=_table)
@@ -50,5 +52,5 @@ def add_parser(subparsers) -> None:
         "coloured, input sizes as markers, reported filled, measured hollow, Pareto front dashed.",
     )
     f.add_argument("--results", default="results", help="results root; default: results")
-    f.add_argument("--out", default="results/figures", help="output folder; default: results/figures")
+    f.add_argument("--out", default=DEFAULT_FIGURES, help=f"output folder; default: {DEFAULT_FIGURES}")
     f.set_defaults(func=_figures)

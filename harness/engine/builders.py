@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from harness.config import Experiment, config_hash
+from harness.errors import ConfigError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,16 @@ def resolve_path(p: str | os.PathLike) -> Path:
     return alt if alt.exists() else path
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``: "cpu", "cuda" or None (cuda when available); cuda without a GPU is a UsageError."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device: {name!r} requested but no CUDA device is available "
+                         f"(torch.cuda.is_available() is False); use --device cpu")
+    return torch.device(name)
+
+
 def build_model(exp: Experiment) -> nn.Module:
     """``harness.create_pose_model`` with the experiment's backbone overrides, then the recipe's init."""
     from harness import create_pose_model  # the lead's model zoo entry point
@@ -39,7 +50,17 @@ def build_model(exp: Experiment) -> nn.Module:
     overrides = dict(exp.model.overrides)
     if exp.train.grad_checkpoint:
         overrides.setdefault("with_cp", True)
-    model = create_pose_model(exp.model.name, num_keypoints=exp.model.num_keypoints, **overrides)
+    import backbones
+
+    if exp.model.name not in backbones.list_models():
+        close = [n for n in backbones.list_models() if n.split("-")[0] == exp.model.name.split("-")[0]]
+        raise ConfigError(f"model.name: unknown model {exp.model.name!r}; registered: "
+                          f"{', '.join(close or backbones.list_models())}")
+    try:
+        model = create_pose_model(exp.model.name, num_keypoints=exp.model.num_keypoints, **overrides)
+    except (TypeError, ValueError, KeyError) as e:  # the zoo names the bad backbone field
+        msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+        raise ConfigError(f"model.overrides: {msg}") from None
     init_backbone(model, exp)
     return model
 

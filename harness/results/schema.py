@@ -13,6 +13,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from harness.errors import RecordError
+
 SCHEMA_VERSION = 1
 
 # mmpose's metric names; CrowdPose adds the easy/medium/hard crowd-index splits.
@@ -29,10 +31,6 @@ _HEX = re.compile(r"^[0-9a-zA-Z]{8,}$")
 
 _FAMILIES = {"hrnet": "HRNet", "hrformer": "HRFormer", "hrnext": "HRNeXt"}
 FAMILY_ORDER = ("HRNet", "HRFormer", "HRNeXt")
-
-
-class RecordError(ValueError):
-    """A record (or a file holding one) does not match the schema; the message names the field."""
 
 
 def canonical_family(name: str) -> str:
