@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.data import resolve_meta
     from harness.data.coco import load_json
-    from harness.eval.coco_eval import evaluate, format_metrics
+    from harness.eval.coco_eval import evaluate, format_metrics, load_coco_gt
     from harness.errors import MissingFileError
     from harness.eval.postprocess import RawPredictions
     from harness.io import atomic_write_json, check_output_file
@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.ann).is_file():
         raise MissingFileError(f"--ann: annotation file {args.ann} not found")
     meta = resolve_meta(args.dataset, args.meta, args.ann)
+    gt = load_coco_gt(args.ann, meta)  # training's annotation validator, then xtcocotools' index
     preds = load_json(args.preds, "predictions file")
     raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
     t0 = time.perf_counter()
     metrics = evaluate(raw, args.ann, meta, postprocess=not args.no_postprocess,
-                       outfile_prefix=args.outfile_prefix)
+                       outfile_prefix=args.outfile_prefix, coco_gt=gt)
     dt = time.perf_counter() - t0
     title = f"{Path(args.preds).name} on {Path(args.ann).name} ({meta.name}, " + (
         "no post-processing)" if args.no_postprocess else "rescoring + OKS-NMS 0.9)")

@@ -9,6 +9,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ROOTS = {"synthetic": "data/synthetic", "ochuman": "data/ochuman", "coco": "data/coco"}
 DEFAULT_SPLITS = {"synthetic": "occluded", "ochuman": "val", "coco": "val"}
+DEFAULT_OUT = "results/figures/qualitative.png"
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cell-height", type=int, default=320, help="height of one image cell in pixels (default 320)")
     p.add_argument("--demo-work-dir", default="work_dirs/demo", help="where `make demo` keeps its checkpoints")
     p.add_argument("--no-flip", action="store_true", help="no flip test for --checkpoint models")
-    p.add_argument("--out", default="results/figures/qualitative.png", help="output PNG")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output PNG (default {DEFAULT_OUT})")
     p.set_defaults(func=run)
 
 
@@ -70,18 +71,20 @@ def _input_size_for(checkpoint: str | None, override: str | None, default: tuple
 
 def run(args: argparse.Namespace) -> int:
     from harness.data import build_dataset
-    from harness.io import check_output_file
+    from harness.io import check_output_dir, check_output_file
     from harness.results import display_name
     from harness.workdir import DEMO_MARKER, LAST
     from harness.visualize import VisualizeError, load_raw_predictions, make_comparison, predict_images, select_images
 
     if args.images < 1:
         raise VisualizeError(f"--images: must be >= 1, got {args.images}")
-    check_output_file(args.out, "--out")  # before the work
     root = args.root or DEFAULT_ROOTS[args.data]
     split = args.split or DEFAULT_SPLITS[args.data]
     ckpts = _pairs(args.checkpoint, "--checkpoint")
     preds_files = _pairs(args.preds, "--preds")
+    if args.out == DEFAULT_OUT:  # the command's own folder
+        check_output_dir(Path(args.out).parent, "--out", owned=True)
+    check_output_file(args.out, "--out")  # before the work
     columns: list[tuple[str, str | None, str | None]] = []  # (model, checkpoint, preds file)
     partial: set[str] = set()  # demo models whose training has not finished
     default_hw = (256, 192)
