@@ -17,7 +17,7 @@ from typing import Any, Iterable, Literal
 
 from harness.errors import ConfigError, HrbenchError, UsageError
 
-__all__ = ["fail", "positive", "choice", "number", "integer", "check_hw", "parse_hw", "coerce", "scalar",
+__all__ = ["fail", "positive", "choice", "is_number", "is_integer", "is_finite_number", "number", "integer", "check_hw", "parse_hw", "coerce", "scalar",
            "FLOAT32_MAX"]
 
 # Largest finite float32: annotation and prediction numbers end up in float32 arrays.
@@ -36,6 +36,16 @@ def is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def is_integer(v: Any) -> bool:
+    """An integer that is not a bool (numpy integers count)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_finite_number(v: Any) -> bool:
+    """A finite real number that is not a bool (numpy scalars count)."""
+    return is_number(v) and math.isfinite(float(v))
+
+
 def number(v: Any, where: str, error: ErrorType = ConfigError, *, float32: bool = False) -> float:
     """``v`` as a float if it is a finite real number (not a bool, not a string); ``float32``: it must
     also fit into float32 (1e300 does not)."""
@@ -47,7 +57,7 @@ def number(v: Any, where: str, error: ErrorType = ConfigError, *, float32: bool 
 
 def integer(v: Any, where: str, error: ErrorType = ConfigError) -> int:
     """``v`` if it is an integer (not a bool, not a float such as 785.7 or 785.0, not a string)."""
-    if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+    if not is_integer(v):
         fail(where, f"{v!r} is not an integer", error)
     return int(v)
 
@@ -76,7 +86,7 @@ def check_hw(where: str, value: Any, *, multiple_of: int = 4, error: ErrorType =
     their deepest 1/32 branch internally).
     """
     if not (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)):
+            and all(is_integer(v) and v > 0 for v in value)):
         fail(where, f"must be (height, width) of two positive ints, got {value!r}", error)
     if value[0] % multiple_of or value[1] % multiple_of:
         fail(where, f"both sides must be divisible by {multiple_of}, got {value!r}", error)
