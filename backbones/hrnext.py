@@ -18,7 +18,7 @@ Every component is a config switch (defaults = the paper's model) so ablations c
 ``block`` (swap in HRFormer's or HRNet's block at equal scaffolding).
 
 Our state-dict layout differs from the authors' release only in the dynamic-conv wrapper names and the
-branch LayerNorm (see ``harness.checkpoint``); both load.
+branch LayerNorm (see ``harness.weights``); both load.
 """
 from __future__ import annotations
 

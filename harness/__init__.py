@@ -15,6 +15,6 @@ def __getattr__(name):
         from . import models
         return getattr(models, name)
     if name == "load_weights":
-        from .checkpoint import load_weights
+        from .weights import load_weights
         return load_weights
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

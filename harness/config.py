@@ -31,7 +31,9 @@ from typing import Any, Literal, Optional
 import backbones
 from harness.data.codecs import default_sigma
 from harness.data.transforms import AUGMENT_PRESETS
+from harness.errors import ConfigError
 from harness.io import atomic_write_text
+from harness.validate import check_hw, choice, coerce, fail, positive, scalar
 
 __all__ = [
     "ConfigError",
@@ -68,37 +70,6 @@ Boxes = Literal["det", "gt"]
 ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
 NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message starts with the dotted field name."""
-
-
-def _fail(section: str, name: str, msg: str) -> None:
-    raise ConfigError(f"{section}.{name}: {msg}")
-
-
-def _positive(section: str, name: str, value: Any, *, allow_zero: bool = False, kind=(int,)) -> None:
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and isinstance(value, float):
-        ok = math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        _fail(section, name, f"must be a number {bound} of type {'/'.join(k.__name__ for k in kind)}, got {value!r}")
-
-
-def _choice(section: str, name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        _fail(section, name, f"must be one of {list(choices)}, got {value!r}")
-
-
-def _hw(section: str, name: str, value: Any) -> None:
-    if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
-        _fail(section, name, f"must be (height, width) of two positive ints, got {value!r}")
-    if value[0] % 4 or value[1] % 4:
-        # Heatmaps are 1/4 of the input; the backbones need sizes divisible by 4 (and 32 for the
-        # deepest branch, which they pad/resize internally).
-        _fail(section, name, f"both sides must be divisible by 4, got {value!r}")
-
-
 @dataclass(frozen=True)
 class ModelCfg:
     """Which pose model to build: ``harness.create_pose_model(name, num_keypoints, **overrides)``."""
@@ -110,10 +81,10 @@ class ModelCfg:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            _fail("model", "name", f"must be a non-empty model name, got {self.name!r}")
-        _positive("model", "num_keypoints", self.num_keypoints)
+            fail("model.name", f"must be a non-empty model name, got {self.name!r}")
+        positive("model.num_keypoints", self.num_keypoints)
         if not isinstance(self.overrides, dict) or not all(isinstance(k, str) for k in self.overrides):
-            _fail("model", "overrides", f"must be a dict with str keys, got {self.overrides!r}")
+            fail("model.overrides", f"must be a dict with str keys, got {self.overrides!r}")
 
 
 @dataclass(frozen=True)
@@ -169,30 +140,30 @@ class DataCfg:
         for name in ("dataset", "train_split", "val_split"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
-                _fail("data", name, f"must be a non-empty string, got {v!r}")
+                fail(f"data.{name}", f"must be a non-empty string, got {v!r}")
         if not isinstance(self.root, str) or not self.root:
-            _fail("data", "root", f"must be a directory path, got {self.root!r}")
-        _hw("data", "input_size", self.input_size)
-        _positive("data", "sigma", self.sigma, kind=(int, float))
-        _choice("data", "val_boxes", self.val_boxes, typing.get_args(Boxes))
+            fail("data.root", f"must be a directory path, got {self.root!r}")
+        check_hw("data.input_size", self.input_size)
+        positive("data.sigma", self.sigma, kind=(int, float))
+        choice("data.val_boxes", self.val_boxes, typing.get_args(Boxes))
         if self.val_boxes == "det" and not self.det_file:
-            _fail("data", "det_file", "is required when data.val_boxes='det'")
-        _positive("data", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
+            fail("data.det_file", "is required when data.val_boxes='det'")
+        positive("data.det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
         if self.num_workers is not None:
-            _positive("data", "num_workers", self.num_workers, allow_zero=True)
-        _positive("data", "max_workers", self.max_workers)
-        _positive("data", "prefetch_factor", self.prefetch_factor)
+            positive("data.num_workers", self.num_workers, allow_zero=True)
+        positive("data.max_workers", self.max_workers)
+        positive("data.prefetch_factor", self.prefetch_factor)
         for name in ("persistent_workers", "pin_memory"):
             if not isinstance(getattr(self, name), bool):
-                _fail("data", name, f"must be true or false, got {getattr(self, name)!r}")
-        _choice("data", "augment", self.augment, tuple(AUGMENT_PRESETS))
+                fail(f"data.{name}", f"must be true or false, got {getattr(self, name)!r}")
+        choice("data.augment", self.augment, tuple(AUGMENT_PRESETS))
         if self.half_body_min_kpts is not None:
-            _positive("data", "half_body_min_kpts", self.half_body_min_kpts, allow_zero=True)
+            positive("data.half_body_min_kpts", self.half_body_min_kpts, allow_zero=True)
         for name in ("val_dataset", "val_root"):
             if not isinstance(getattr(self, name), str):
-                _fail("data", name, f"must be a string ('' = the training one), got {getattr(self, name)!r}")
-        _choice("data", "codec", self.codec, ("msra", "dark", "udp"))
-        _choice("data", "decode", self.decode, ("full", "roi", "scaled"))  # harness.data.decode.DECODE_MODES
+                fail(f"data.{name}", f"must be a string ('' = the training one), got {getattr(self, name)!r}")
+        choice("data.codec", self.codec, ("msra", "dark", "udp"))
+        choice("data.decode", self.decode, ("full", "roi", "scaled"))  # harness.data.decode.DECODE_MODES
 
 
 #: Environment variable naming the folder of ImageNet checkpoints (default: ``data/pretrained``).
@@ -216,11 +187,11 @@ class InitCfg:
     strict: bool = True
 
     def __post_init__(self) -> None:
-        _choice("init", "pretrain", self.pretrain, typing.get_args(Pretrain))
+        choice("init.pretrain", self.pretrain, typing.get_args(Pretrain))
         if self.pretrain == "none" and self.weights:
-            _fail("init", "weights", "given but init.pretrain='none'; set init.pretrain=imagenet")
+            fail("init.weights", "given but init.pretrain='none'; set init.pretrain=imagenet")
         if not isinstance(self.strict, bool):
-            _fail("init", "strict", f"must be true or false, got {self.strict!r}")
+            fail("init.strict", f"must be true or false, got {self.strict!r}")
 
 
 @dataclass(frozen=True)
@@ -234,15 +205,15 @@ class OptimCfg:
     no_decay_keys: tuple = ("relative_position_bias_table",)
 
     def __post_init__(self) -> None:
-        _choice("optim", "name", self.name, typing.get_args(OptimName))
-        _positive("optim", "lr", self.lr, kind=(int, float))
-        _positive("optim", "weight_decay", self.weight_decay, allow_zero=True, kind=(int, float))
+        choice("optim.name", self.name, typing.get_args(OptimName))
+        positive("optim.lr", self.lr, kind=(int, float))
+        positive("optim.weight_decay", self.weight_decay, allow_zero=True, kind=(int, float))
         if not (isinstance(self.betas, tuple) and len(self.betas) == 2
                 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas)):
-            _fail("optim", "betas", f"must be two numbers in [0, 1), got {self.betas!r}")
-        _positive("optim", "momentum", self.momentum, allow_zero=True, kind=(int, float))
+            fail("optim.betas", f"must be two numbers in [0, 1), got {self.betas!r}")
+        positive("optim.momentum", self.momentum, allow_zero=True, kind=(int, float))
         if not (isinstance(self.no_decay_keys, tuple) and all(isinstance(k, str) and k for k in self.no_decay_keys)):
-            _fail("optim", "no_decay_keys", f"must be a tuple of non-empty strings, got {self.no_decay_keys!r}")
+            fail("optim.no_decay_keys", f"must be a tuple of non-empty strings, got {self.no_decay_keys!r}")
 
 
 @dataclass(frozen=True)
@@ -264,21 +235,21 @@ class SchedCfg:
     warmup_style: WarmupStyle = "mmcv"
 
     def __post_init__(self) -> None:
-        _choice("sched", "name", self.name, typing.get_args(SchedName))
-        _choice("sched", "warmup_style", self.warmup_style, typing.get_args(WarmupStyle))
+        choice("sched.name", self.name, typing.get_args(SchedName))
+        choice("sched.warmup_style", self.warmup_style, typing.get_args(WarmupStyle))
         if self.warmup_style == "mmengine" and self.warmup_iters == 1:
-            _fail("sched", "warmup_iters", "must be 0 or >= 2 with warmup_style='mmengine' (LinearLR over end-1 steps)")
+            fail("sched.warmup_iters", "must be 0 or >= 2 with warmup_style='mmengine' (LinearLR over end-1 steps)")
         if not isinstance(self.by_epoch, bool):
-            _fail("sched", "by_epoch", f"must be true or false, got {self.by_epoch!r}")
-        _positive("sched", "warmup_iters", self.warmup_iters, allow_zero=True)
+            fail("sched.by_epoch", f"must be true or false, got {self.by_epoch!r}")
+        positive("sched.warmup_iters", self.warmup_iters, allow_zero=True)
         if not (isinstance(self.warmup_ratio, (int, float)) and 0 < self.warmup_ratio <= 1):
-            _fail("sched", "warmup_ratio", f"must be in (0, 1], got {self.warmup_ratio!r}")
+            fail("sched.warmup_ratio", f"must be in (0, 1], got {self.warmup_ratio!r}")
         if not (isinstance(self.milestones, tuple) and all(isinstance(m, int) and m > 0 for m in self.milestones)
                 and list(self.milestones) == sorted(set(self.milestones))):
-            _fail("sched", "milestones", f"must be increasing positive epochs, got {self.milestones!r}")
-        _positive("sched", "gamma", self.gamma, kind=(int, float))
+            fail("sched.milestones", f"must be increasing positive epochs, got {self.milestones!r}")
+        positive("sched.gamma", self.gamma, kind=(int, float))
         if not (isinstance(self.min_lr_ratio, (int, float)) and 0 <= self.min_lr_ratio <= 1):
-            _fail("sched", "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio!r}")
+            fail("sched.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio!r}")
 
 
 @dataclass(frozen=True)
@@ -304,20 +275,20 @@ class TrainCfg:
     max_iters: int = field(default=0, metadata={"hash": False})
 
     def __post_init__(self) -> None:
-        _positive("train", "epochs", self.epochs)
-        _positive("train", "batch_size", self.batch_size)
-        _choice("train", "amp", self.amp, typing.get_args(AmpMode))
+        positive("train.epochs", self.epochs)
+        positive("train.batch_size", self.batch_size)
+        choice("train.amp", self.amp, typing.get_args(AmpMode))
         if self.clip_grad is not None:
-            _positive("train", "clip_grad", self.clip_grad, kind=(int, float))
+            positive("train.clip_grad", self.clip_grad, kind=(int, float))
         for name in ("grad_checkpoint", "sync_bn", "ema", "compile", "channels_last", "deterministic"):
             if not isinstance(getattr(self, name), bool):
-                _fail("train", name, f"must be true or false, got {getattr(self, name)!r}")
+                fail(f"train.{name}", f"must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.ema_decay, float) and 0 < self.ema_decay < 1):
-            _fail("train", "ema_decay", f"must be a float in (0, 1), got {self.ema_decay!r}")
-        _positive("train", "seed", self.seed, allow_zero=True)
+            fail("train.ema_decay", f"must be a float in (0, 1), got {self.ema_decay!r}")
+        positive("train.seed", self.seed, allow_zero=True)
         for name in ("val_interval", "ckpt_interval", "ckpt_interval_iters", "max_iters"):
-            _positive("train", name, getattr(self, name), allow_zero=True)
-        _positive("train", "log_interval", self.log_interval)
+            positive(f"train.{name}", getattr(self, name), allow_zero=True)
+        positive("train.log_interval", self.log_interval)
 
 
 def eval_option_problem(score_mode: Any, keypoint_score_thr: Any, nms_mode: Any,
@@ -361,21 +332,21 @@ class EvalCfg:
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
-            _fail("eval", "dataset", f"must be a non-empty string, got {self.dataset!r}")
+            fail("eval.dataset", f"must be a non-empty string, got {self.dataset!r}")
         if not isinstance(self.root, str):
-            _fail("eval", "root", f"must be a directory path (or '' for data.root), got {self.root!r}")
+            fail("eval.root", f"must be a directory path (or '' for data.root), got {self.root!r}")
         if not (isinstance(self.splits, tuple) and self.splits and all(isinstance(s, str) and s for s in self.splits)):
-            _fail("eval", "splits", f"must be a non-empty tuple of split names, got {self.splits!r}")
-        _choice("eval", "boxes", self.boxes, typing.get_args(Boxes))
+            fail("eval.splits", f"must be a non-empty tuple of split names, got {self.splits!r}")
+        choice("eval.boxes", self.boxes, typing.get_args(Boxes))
         if self.boxes == "det" and not self.det_file:
-            _fail("eval", "det_file", "is required when eval.boxes='det' (a detections JSON, or 'auto')")
-        _positive("eval", "det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
+            fail("eval.det_file", "is required when eval.boxes='det' (a detections JSON, or 'auto')")
+        positive("eval.det_score_thr", self.det_score_thr, allow_zero=True, kind=(int, float))
         if not isinstance(self.flip_test, bool):
-            _fail("eval", "flip_test", f"must be true or false, got {self.flip_test!r}")
-        _positive("eval", "batch_size", self.batch_size)
+            fail("eval.flip_test", f"must be true or false, got {self.flip_test!r}")
+        positive("eval.batch_size", self.batch_size)
         problem = eval_option_problem(self.score_mode, self.keypoint_score_thr, self.nms_mode, self.nms_thr)
         if problem:
-            _fail("eval", *problem)
+            fail(f"eval.{problem[0]}", problem[1])
 
 
 @dataclass(frozen=True)
@@ -394,7 +365,7 @@ class SourceCfg:
     def __post_init__(self) -> None:
         for name in ("repo", "commit", "config", "note"):
             if not isinstance(getattr(self, name), str):
-                _fail("source", name, f"must be a string, got {getattr(self, name)!r}")
+                fail(f"source.{name}", f"must be a string, got {getattr(self, name)!r}")
 
     def label(self) -> str:
         """``owner/name@commit7:path`` (empty when there is no source), for records and footnotes."""
@@ -489,79 +460,6 @@ def _hints(cls: type) -> dict:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a JSON value or a command-line string to the annotated type ``tp``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Union:  # Optional[X]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"{where}: must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        try:
-            return int(str(value), 0)
-        except ValueError:
-            raise ConfigError(f"{where}: must be an integer, got {value!r}") from None
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: must be a number, got {value!r}") from None
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: must be a string, got {value!r}")
-        return value
-    if tp is tuple:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError:
-                    raise ConfigError(f"{where}: not a JSON list: {value!r}") from None
-            else:  # "256,192" or "256x192"
-                parts = [p for p in text.replace("x", ",").split(",") if p.strip()] if text else []
-                value = [_scalar(p.strip()) for p in parts]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: must be a list, got {value!r}")
-        return tuple(value)
-    if tp is dict:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{where}: not a JSON object: {value!r}") from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: must be an object, got {value!r}")
-        return dict(value)
-    return value
-
-
-def _scalar(text: str) -> Any:
-    """Parse a command-line scalar: JSON numbers/bools/null, else the string itself."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or cls.__name__
     if not isinstance(d, dict):
@@ -579,7 +477,7 @@ def _from_dict(cls: type, d: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _from_dict(tp, d[name], f"{prefix}{name}.")
         else:
-            kwargs[name] = _coerce(d[name], tp, f"{prefix}{name}")
+            kwargs[name] = coerce(d[name], tp, f"{prefix}{name}")
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field is missing
@@ -625,7 +523,7 @@ def apply_overrides(exp: Experiment, overrides: list[str] | dict[str, Any]) -> E
             if len(parts) == 2:
                 section[parts[1]] = value
             elif isinstance(section[parts[1]], dict) and len(parts) == 3:
-                section[parts[1]][parts[2]] = _scalar(value) if isinstance(value, str) else value
+                section[parts[1]][parts[2]] = scalar(value) if isinstance(value, str) else value
             else:
                 raise ConfigError(f"{key}: unknown key; valid keys: {', '.join(keys)}")
         elif len(parts) == 1 and parts[0] in d and parts[0] not in _SECTIONS:
@@ -672,13 +570,18 @@ def save_config(exp: Experiment, path: str | os.PathLike) -> Path:
 
 def load_config(path: str | os.PathLike) -> Experiment:
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as e:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    return Experiment.from_dict(payload.get("config", payload))
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{path}: a config file holds a JSON object, got a {type(payload).__name__}")
+    try:
+        return Experiment.from_dict(payload.get("config", payload))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 # mkstemp creates 0600 files; give results and datasets the mode any newly created file would get.
@@ -96,6 +98,58 @@ def write_marker(path: str | os.PathLike, key: Any, payload: dict) -> Path:
 
 def _jsonable_key(key: Any) -> Any:
     return json.loads(json.dumps(key, sort_keys=True))
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> Path:
+    """Validate a user-given output file *before* the work that produces it: not a directory, its
+    folder exists (a typo must not create a tree) and can be written. Returns the path."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what}: {p} is a directory; give a file name")
+    if not p.parent.is_dir():
+        kind = "is not a folder" if p.parent.exists() else "does not exist"
+        raise UsageError(f"{what}: folder {p.parent} {kind} (create it first; only the folders a command "
+                         f"owns are created for you)")
+    _probe_writable(p.parent, what)
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, what: str, *, create: bool = True, owned: bool = False) -> Path:
+    """Validate (and with ``create``, make) a user-given output folder before the work: it may be created
+    when its parent exists; a missing tree above it, a file in its place or an unwritable place is refused.
+    ``owned``: the folder is the command's own default (``results/tables``...): missing parents are made."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{what}: {p} is a file, not a folder")
+    if not p.exists():
+        if owned and create:
+            for parent in reversed(p.parents):
+                if parent.exists() and not parent.is_dir():
+                    raise UsageError(f"{what}: {parent} is a file, not a folder")
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"{what}: cannot create folder {p} ({e.strerror or e})") from None
+        elif not p.parent.is_dir():
+            kind = "is not a folder" if p.parent.exists() else "does not exist"
+            raise UsageError(f"{what}: {p.parent} {kind} (create it first; only the folders a command owns "
+                             f"are created for you)")
+        if not create:
+            return p
+        try:
+            p.mkdir()
+        except OSError as e:
+            raise UsageError(f"{what}: cannot create folder {p} ({e.strerror or e})") from None
+    _probe_writable(p, what)
+    return p
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what}: folder {folder} is not writable ({e.strerror or e})") from None
 
 
 def _umask() -> int:

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from harness.errors import UsageError
 from harness.io import atomic_write_png
 from harness.report.poses import SIDE_COLORS, default_radius, draw_skeletons
 
@@ -40,7 +41,7 @@ LEGEND_H = 40  # px: confidence colour bar, then limb-side swatches
 CMAP = "plasma"
 
 
-class VisualizeError(ValueError):
+class VisualizeError(UsageError):
     """Bad input for the qualitative figure; the message names the file, model or field."""
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness import create_pose_model, load_weights
-from harness.checkpoint import CheckpointError, convert_state_dict, detect_layout
+from harness.weights import WeightsError, convert_state_dict, detect_layout
 from reference_rule import manifest, reference_state_dict
 
 
@@ -87,7 +87,7 @@ def test_backbone_only_imagenet_checkpoint_keeps_head_fresh(tmp_path):
 
 
 def test_other_model_is_refused_with_a_precise_message():
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(WeightsError) as e:
         load_weights(create_pose_model("hrnet-w32"), create_pose_model("hrnet-w48").state_dict())
     msg = str(e.value)
     assert "does not fit hrnet-w32" in msg and "shape mismatches" in msg
@@ -100,7 +100,7 @@ def test_missing_keys_are_named_and_strict_false_loads_the_rest():
     del src["head.final_layer.bias"]
     del src["backbone.stage3.0.branches.1.0.attn.attn.qkv.weight"]
     model = create_pose_model("hrformer-demo")
-    with pytest.raises(CheckpointError, match=r"2 missing from the checkpoint: .*qkv\.weight.*final_layer\.bias"):
+    with pytest.raises(WeightsError, match=r"2 missing from the checkpoint: .*qkv\.weight.*final_layer\.bias"):
         load_weights(model, src)
     report = load_weights(model, src, strict=False)
     assert len(report.missing) == 2 and report.loaded == len(src)
@@ -109,7 +109,7 @@ def test_missing_keys_are_named_and_strict_false_loads_the_rest():
 def test_unexpected_keys_are_refused():
     src = create_pose_model("hrnet-demo").state_dict()
     src["backbone.extra_layer.weight"] = torch.zeros(3)
-    with pytest.raises(CheckpointError, match=r"1 unexpected in the checkpoint: backbone\.extra_layer\.weight"):
+    with pytest.raises(WeightsError, match=r"1 unexpected in the checkpoint: backbone\.extra_layer\.weight"):
         load_weights(create_pose_model("hrnet-demo"), src)
 
 
@@ -118,13 +118,13 @@ def test_truncated_and_missing_files(tmp_path):
     torch.save(create_pose_model("hrnet-demo").state_dict(), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*w\.pth .*truncated"):
+    with pytest.raises(WeightsError, match=r"cannot read checkpoint .*w\.pth .*truncated"):
         load_weights(create_pose_model("hrnet-demo"), path)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         load_weights(create_pose_model("hrnet-demo"), tmp_path / "nope.pth")
     (tmp_path / "junk.pth").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pth"):
+    with pytest.raises(WeightsError, match="junk.pth"):
         load_weights(create_pose_model("hrnet-demo"), tmp_path / "junk.pth")
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
-    with pytest.raises(CheckpointError, match="no state dict"):
+    with pytest.raises(WeightsError, match="no state dict"):
         load_weights(create_pose_model("hrnet-demo"), tmp_path / "empty.pth")

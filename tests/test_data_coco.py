@@ -169,7 +169,22 @@ def test_invalid_json(tmp_path):
     (lambda d: d["annotations"][1].__setitem__("id", d["annotations"][0]["id"]), "duplicate annotation id"),
     (lambda d: d["annotations"][0].pop("bbox"), "annotations\\[0\\]: missing field 'bbox'"),
     (lambda d: d["annotations"][0].__setitem__("bbox", [1, 2, 3]), r"\.bbox: must be \[x, y, w, h\]"),
-    (lambda d: d["annotations"][0]["keypoints"].__setitem__(4, "x"), r"\.keypoints: 'x' is not a finite number"),
+    (lambda d: d["annotations"][0]["keypoints"].__setitem__(4, "x"), r"\.keypoints\[4\]: 'x' is not a finite number"),
+    # issue 15: never coerce, never overflow, never crash on an unhashable id, never leave the root
+    (lambda d: d["annotations"][0]["bbox"].__setitem__(0, "12"), r"\.bbox\[0\]: '12' is not a finite number"),
+    (lambda d: d["annotations"][0]["bbox"].__setitem__(2, 1e300), r"\.bbox\[2\]: 1e\+300 is not a finite number "
+                                                                   r"within float32 range"),
+    (lambda d: d["annotations"][0]["keypoints"].__setitem__(0, True), r"\.keypoints\[0\]: True is not a finite"),
+    (lambda d: d["annotations"][0].__setitem__("id", [1]), r"annotations\[0\]\.id: \[1\] is not an integer"),
+    (lambda d: d["annotations"][0].__setitem__("image_id", {"a": 1}), r"\.image_id: \{'a': 1\} is not an integer"),
+    (lambda d: d["images"][0].__setitem__("id", 785.7), r"images\[0\]\.id: 785\.7 is not an integer"),
+    (lambda d: d["images"][0].__setitem__("file_name", 5), r"images\[0\]\.file_name: 5 is not a file name"),
+    (lambda d: d["images"][0].__setitem__("file_name", "../../../etc/hostname"),
+     r"images\[0\]\.file_name: '\.\./\.\./\.\./etc/hostname' points outside"),
+    (lambda d: d["images"][0].__setitem__("file_name", "/etc/hostname"), "points outside"),
+    (lambda d: d.pop("categories"), "missing top-level field 'categories'"),
+    (lambda d: d.__setitem__("categories", []), "'categories' is empty"),
+    (lambda d: d["annotations"][0].__setitem__("area", -5.0), r"\.area: -5\.0 is negative"),
     (lambda d: d["images"].append(dict(d["images"][0])), "duplicate image id"),
     (lambda d: d["images"][0].pop("width"), r"images\[0\]: missing field 'width'"),
 ])

@@ -387,7 +387,7 @@ def test_cli_evaluate_published_weights(tmp_path, monkeypatch, capsys):
     assert (seen["exp"].eval.boxes, seen["exp"].eval.det_file, seen["exp"].eval.splits) == ("det", "auto", ("val",))
     assert support.run_cli(["evaluate", "hrnet-demo", "--checkpoint", str(tmp_path / "published.pth"), "--data",
                             "coco", "--data-root", str(tmp_path), "--input-size", "64x50"]) == 2
-    assert "data.input_size: both sides must be divisible by 4, got (64, 50)" in capsys.readouterr().err
+    assert "--input-size: both sides must be divisible by 4, got (64, 50)" in capsys.readouterr().err
 
 
 def test_slurm_submission_runs_the_trainer_via_submitit(tmp_path, monkeypatch, capsys):

@@ -11,7 +11,6 @@ COMMAND ARGS...`` where COMMAND is ``train`` or ``test`` (the CLI's own sub-comm
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -127,14 +126,10 @@ def tiny_overrides(**extra) -> list[str]:
 
 
 def run_cli(argv: list[str]) -> int:
-    """Run one of this module's sub-commands without needing the whole CLI."""
-    from harness.commands import train as train_cmd
+    """Run a sub-command through the CLI's entry point (its one error path: exit 2, ``error: ...``)."""
+    from harness.cli import main
 
-    parser = argparse.ArgumentParser(prog="engine-test")
-    sub = parser.add_subparsers(dest="command")
-    train_cmd.add_parser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    return main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

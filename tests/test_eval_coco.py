@@ -2,7 +2,6 @@
 CocoMetric under every option, the options in EvalCfg and `evaluate-predictions`."""
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time
@@ -243,16 +242,54 @@ def test_evalcfg_options_reach_the_evaluator(monkeypatch):
     (lambda p: p[0].pop("area"), r"predictions\[0\]: missing field 'area'"),
     (lambda p: p[1].__setitem__("keypoints", p[1]["keypoints"][:14]), r"predictions\[1\] .*has 14 keypoints"),
     (lambda p: p[0].__setitem__("image_id", 123456789), "1 image ids not in"),
-    (lambda p: p[0].__setitem__("keypoints", [[1.0]] * 17), r"'keypoints' must be \[\[x, y\]"),
-    (lambda p: p[2].__setitem__("bbox_score", float("nan")), "non-finite value in prediction 2"),
+    (lambda p: p[0].__setitem__("keypoints", [[1.0]] * 17), r"predictions\[0\]\.keypoints: must be \[\[x, y\]"),
+    (lambda p: p[2].__setitem__("bbox_score", float("nan")), r"predictions\[2\]\.bbox_score: nan is not a finite"),
     (lambda p: p.clear(), "no predictions"),
+    # issue 15: range-checked, never coerced
+    (lambda p: p[1].__setitem__("area", -3.0), r"predictions\[1\]\.area: -3\.0 must be > 0"),
+    (lambda p: p[1].__setitem__("area", 0), r"predictions\[1\]\.area: 0 must be > 0"),
+    (lambda p: p[0].__setitem__("image_id", 785.7), r"predictions\[0\]\.image_id: 785\.7 is not an integer"),
+    (lambda p: p[0].__setitem__("image_id", "785"), r"predictions\[0\]\.image_id: '785' is not an integer"),
+    (lambda p: p[0].__setitem__("image_id", True), r"predictions\[0\]\.image_id: True is not an integer"),
+    (lambda p: p[0].__setitem__("bbox_score", "0.9"), r"predictions\[0\]\.bbox_score: '0\.9' is not a finite"),
+    (lambda p: p[0].__setitem__("bbox_score", True), r"predictions\[0\]\.bbox_score: True is not a finite"),
+    (lambda p: p[0].__setitem__("bbox_score", 1.5), r"predictions\[0\]\.bbox_score: 1\.5 must be in \[0, 1\]"),
+    (lambda p: p[3]["keypoints"][2].__setitem__(0, "12"), r"predictions\[3\]\.keypoints\[2\]\[0\]: '12' is not"),
+    (lambda p: p[3]["keypoint_scores"].__setitem__(5, False), r"predictions\[3\]\.keypoint_scores\[5\]: False is"),
+    (lambda p: p[3]["keypoints"][2].__setitem__(1, 1e300), r"keypoints\[2\]\[1\]: 1e\+300 is not a finite number "
+                                                            r"within float32 range"),
 ])
 def test_bad_predictions_are_named(mutate, match):
+    from harness.errors import PredictionError
+
     name, ann = SETS["coco-samples"]
     preds = gt_predictions(name, ann)
     mutate(preds)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(PredictionError, match=match):
         evaluate(preds, ann, COCO_META)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.pop("annotations"), "missing top-level field 'annotations'"),
+    (lambda d: d.pop("categories"), "missing top-level field 'categories'"),
+    (lambda d: d["annotations"][0].__setitem__("image_id", 424242), r"\.image_id: 424242 is not in 'images'"),
+    (lambda d: d["annotations"][1].__setitem__("id", d["annotations"][0]["id"]), "duplicate annotation id"),
+    (lambda d: d["annotations"][0].pop("keypoints"), r"annotations\[0\]: missing field 'keypoints'"),
+    (lambda d: d["annotations"][0].__setitem__("keypoints", [0] * 50), r"\.keypoints: has 50 values, expected 51"),
+    (lambda d: d["annotations"][0]["bbox"].__setitem__(1, "12"), r"\.bbox\[1\]: '12' is not a finite number"),
+])
+def test_evaluation_validates_the_annotation_file(tmp_path, mutate, match):
+    """evaluate-predictions uses training's annotation validator (issue 15): no table of -1, no KeyError."""
+    from harness.errors import AnnotationError
+
+    name, ann = SETS["coco-samples"]
+    preds = gt_predictions(name, ann)
+    d = json.loads(ann.read_text())
+    mutate(d)
+    bad = tmp_path / "ann.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(AnnotationError, match=match):
+        evaluate(preds, bad, COCO_META)
 
 
 def test_wrong_dataset_for_predictions():
@@ -281,12 +318,9 @@ def test_oks_nms_100k_predictions_is_fast():
 
 # ----------------------------------------------------------------------------- CLI
 def _cli(argv: list[str]) -> int:
-    from harness.commands import evaluate_predictions
+    from harness.cli import main
 
-    parser = argparse.ArgumentParser()
-    evaluate_predictions.add_parser(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 def test_cli_evaluate_predictions(tmp_path, capsys):
@@ -313,15 +347,15 @@ def test_cli_evaluate_predictions(tmp_path, capsys):
     # contradicting flags, out-of-range options: clear error, non-zero exit
     assert _cli(base + ["--no-postprocess", "--nms-mode", "soft_oks_nms"]) == 2
     assert "--no-postprocess means --nms-mode none" in capsys.readouterr().err
-    assert _cli(base + ["--nms-thr", "1.5"]) == 1
+    assert _cli(base + ["--nms-thr", "1.5"]) == 2
     assert "nms_thr: must be a number in [0, 1]" in capsys.readouterr().err
-    # bad input: clear error, exit 1
+    # bad input: clear error, exit 2 (harness.cli: one error path for every command)
     bad = tmp_path / "bad.json"
     bad.write_text("[{\"image_id\": 1}]")
     assert _cli(["evaluate-predictions", "--ann", str(SHARED / exp["ann"]), "--preds", str(bad),
-                 "--dataset", "crowdpose"]) == 1
+                 "--dataset", "crowdpose"]) == 2
     assert "missing field 'keypoints'" in capsys.readouterr().err
-    assert _cli(["evaluate-predictions", "--ann", str(tmp_path / "none.json"), "--preds", str(bad)]) == 1
+    assert _cli(["evaluate-predictions", "--ann", str(tmp_path / "none.json"), "--preds", str(bad)]) == 2
     assert "none.json" in capsys.readouterr().err
 
 

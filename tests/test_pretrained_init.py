@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness import create_pose_model
-from harness.checkpoint import CheckpointError
+from harness.errors import WeightsError
 from harness.config import PRETRAINED_ENV, get_experiment
 from harness.engine import builders
 
@@ -48,14 +48,14 @@ def test_a_file_that_does_not_fit_is_refused_naming_the_keys_unless_strict_is_of
     _backbone_file(tmp_path / "other.pth", "hrformer-demo")
     monkeypatch.setenv(PRETRAINED_ENV, str(tmp_path))
     sets = ["init.pretrain=imagenet", "init.weights=other.pth"]
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(WeightsError) as e:
         builders.build_model(get_experiment("coco-mini-hrnet", sets))
     msg = str(e.value)
     assert "missing from the checkpoint" in msg and "backbone." in msg and "pass strict=False" in msg
     model = builders.build_model(get_experiment("coco-mini-hrnet", sets + ["init.strict=false"]))
     assert model.init_info["strict"] is False and model.init_info["missing"] > 0
     torch.save({"nothing.weight": torch.zeros(2)}, tmp_path / "empty.pth")
-    with pytest.raises(CheckpointError, match="no tensor of .*empty.pth fits"):
+    with pytest.raises(WeightsError, match="no tensor of .*empty.pth fits"):
         builders.build_model(get_experiment("coco-mini-hrnet", ["init.pretrain=imagenet", "init.weights=empty.pth",
                                                                  "init.strict=false"]))
 

@@ -233,3 +233,25 @@ def test_cli_table_and_figures(root, tmp_path, capsys):
     assert (tmp_path / "t" / "coco_breakdown.md").is_file() and (tmp_path / "t" / "coco_intervals.md").is_file()
     with pytest.raises(SystemExit):
         cli("table", "mpii")
+
+
+def test_rows_of_another_protocol_get_their_own_heading(root, tmp_path):
+    """Issue 15: a 32-image coco-mini GT-box record is not a row of "COCO val2017 (person detector boxes)"."""
+    import json
+
+    from harness.results import write_record
+
+    r = tmp_path / "results"
+    shutil.copytree(root, r)
+    rec = json.loads(next(p for p in sorted((r / "runs" / "coco").rglob("*.json"))
+                          if p.parent.name == "hrnet-w32").read_text())
+    rec.update(boxes="gt", split="val", experiment="coco-mini-hrnet", metrics={"AP": 0.999, "AR": 0.999})
+    write_record(rec, root=r / "runs")
+    t = make_table("coco", r, tmp_path / "out", live_profile=fake_live, echo=False)
+    assert len(t) == 12 and 0.999 not in t["AP"].tolist()  # the main table is unchanged
+    (other,) = t.attrs["other_protocols"]
+    assert other.attrs["title"] == "COCO val (ground-truth boxes): not the table's protocol"
+    assert other["AP"].tolist() == [0.999] and other["Source"].iloc[0].startswith("measured: coco-mini-hrnet")
+    md = (tmp_path / "out" / "coco.md").read_text()
+    assert md.index("### COCO val2017 (person detector boxes)") < md.index("### COCO val (ground-truth boxes)")
+    assert (tmp_path / "out" / "coco.val-gt.csv").is_file()

@@ -391,11 +391,13 @@ def test_cli_generates_reuses_and_previews(tmp_path, capsys):
     assert "up to date" in capsys.readouterr().out
 
 
-def test_cli_rejects_bad_values(tmp_path, caplog):
-    with caplog.at_level(logging.ERROR):
-        assert _cli(["synth", "--root", str(tmp_path / "x"), "--train", "-3"]) == 2
-    assert "num_images['train']" in caplog.text
-    assert _cli(["synth", "--root", str(tmp_path / "x"), "--workers", "0"]) == 2
+def test_cli_rejects_bad_values(tmp_path, capsys):
+    from harness.cli import main  # the CLI's one error path: exit 2, "error: ..." on stderr
+
+    assert main(["synth", "--root", str(tmp_path / "x"), "--train", "-3"]) == 2
+    assert "num_images['train']" in capsys.readouterr().err
+    assert main(["synth", "--root", str(tmp_path / "x"), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

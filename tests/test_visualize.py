@@ -1,7 +1,6 @@
 """Qualitative figure: grid geometry, what is drawn where, sources (RAW.json, checkpoints) and bad input."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import cv2
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from harness.commands import visualize as visualize_cmd
 from harness.data.metainfo import COCO_META
 from harness.visualize import (HEADER_H, LEGEND_H, SIDE_COLORS, VisualizeError, _letterbox, draw_poses,
                                load_raw_predictions, make_comparison, predict_images)
@@ -25,11 +23,10 @@ PERSON = np.array([[80, 30], [85, 25], [75, 25], [92, 28], [68, 28], [100, 55], 
 
 
 def cli_main(argv: list[str]) -> int:
-    """``python -m harness visualize ...`` through this command's own parser (independent of the others)."""
-    parser = argparse.ArgumentParser()
-    visualize_cmd.add_parser(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m harness visualize ...`` through the CLI's entry point (its one error path)."""
+    from harness.cli import main
+
+    return main(argv)
 
 
 def _image(seed: int) -> np.ndarray:

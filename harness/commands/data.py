@@ -50,6 +50,10 @@ def run_check(args: argparse.Namespace) -> int:
     from harness.data.layout import check_layout, resolve_layout
     from harness.io import atomic_write_json
 
+    from harness.io import check_output_file
+
+    if args.json:
+        check_output_file(args.json, "--json")  # before the work
     splits = args.split or DEFAULT_SPLITS.get(args.dataset) or _generic_splits(args.root)
     reports = []
     ok = True

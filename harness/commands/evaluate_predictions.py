@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import typing
 from pathlib import Path
@@ -71,33 +70,34 @@ def eval_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from harness.data import resolve_meta
-    from harness.data.coco import AnnotationError, load_json
-    from harness.eval.coco_eval import evaluate, format_metrics
+    from harness.data.coco import load_json
+    from harness.errors import MissingFileError, UsageError
+    from harness.eval.coco_eval import evaluate, format_metrics, load_coco_gt
+    from harness.eval.details import EvalDetails
     from harness.eval.postprocess import RawPredictions, check_options
-    from harness.io import atomic_write_json
+    from harness.io import atomic_write_json, check_output_file
 
     try:
         opts = eval_options(args)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
+    check_options(**opts)
     nms_mode = opts["nms_mode"]
-    try:
-        check_options(**opts)
-        if not Path(args.ann).is_file():
-            raise FileNotFoundError(f"annotation file {args.ann}: file not found")
-        meta = resolve_meta(args.dataset, args.meta, args.ann)
-        preds = load_json(args.preds, "predictions file")
-        raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
-        from harness.eval.details import EvalDetails
-
-        details = EvalDetails(meta.name, breakdown_kind=args.breakdown, keep_results=False)
-        t0 = time.perf_counter()
-        metrics = evaluate(raw, args.ann, meta, outfile_prefix=args.outfile_prefix, on_eval=details, **opts)
-        dt = time.perf_counter() - t0
-    except (FileNotFoundError, AnnotationError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # Output paths first: a typo must not cost the evaluation.
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.outfile_prefix:
+        check_output_file(f"{args.outfile_prefix}.keypoints.json", "--outfile-prefix")
+    if not Path(args.ann).is_file():
+        raise MissingFileError(f"--ann: annotation file {args.ann} not found")
+    meta = resolve_meta(args.dataset, args.meta, args.ann)
+    gt = load_coco_gt(args.ann, meta)  # training's annotation validator, then xtcocotools' index
+    preds = load_json(args.preds, "predictions file")
+    raw = RawPredictions.from_list(preds, meta.num_keypoints, source=str(args.preds))
+    details = EvalDetails(meta.name, breakdown_kind=args.breakdown, keep_results=False)
+    t0 = time.perf_counter()
+    metrics = evaluate(raw, args.ann, meta, outfile_prefix=args.outfile_prefix, coco_gt=gt, on_eval=details, **opts)
+    dt = time.perf_counter() - t0
     score = args.score_mode + (f" {args.keypoint_score_thr:g}" if args.score_mode == "bbox_keypoint" else "")
     nms = nms_mode + (f" {args.nms_thr:g}" if nms_mode != "none" else "")
     title = f"{Path(args.preds).name} on {Path(args.ann).name} ({meta.name}; score {score}; NMS {nms})"

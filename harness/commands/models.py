@@ -18,8 +18,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import backbones
     from harness.profile import model_params
+    from harness.errors import UsageError
 
     if args.name:
+        if args.name not in backbones.list_models():
+            raise UsageError(f"models: unknown model {args.name!r}; registered: {', '.join(backbones.list_models())}")
         entry = backbones.get_entry(args.name)
         cfg = dataclasses.asdict(entry.config)
         print(json.dumps({"name": entry.name, "family": entry.family, "paper_input": entry.paper_input,

@@ -7,29 +7,31 @@ import logging
 log = logging.getLogger(__name__)
 
 TABLE_DATASETS = ("coco", "ochuman", "crowdpose")
+DEFAULT_TABLES = "results/tables"
+DEFAULT_FIGURES = "results/figures"
 
 
 def _table(args: argparse.Namespace) -> int:
+    from harness.io import check_output_dir
     from harness.report.breakdown import make_breakdown_table, make_interval_table
     from harness.report.tables import as_frame, make_table
 
-    try:
-        df = as_frame(args.results)
-        make_table(args.dataset, results_root=df, out_dir=args.out, live=not args.no_live)
-        make_breakdown_table(args.dataset, results_root=df, out_dir=args.out)
-        make_interval_table(args.dataset, results_root=df, out_dir=args.out, baseline=args.baseline,
-                            resamples=args.resamples)
-    except ValueError as e:
-        log.error("%s", e)
-        return 1
+    check_output_dir(args.out, "--out", owned=args.out == DEFAULT_TABLES)  # before the work
+    df = as_frame(args.results)
+    make_table(args.dataset, results_root=df, out_dir=args.out, live=not args.no_live)
+    make_breakdown_table(args.dataset, results_root=df, out_dir=args.out)
+    make_interval_table(args.dataset, results_root=df, out_dir=args.out, baseline=args.baseline,
+                        resamples=args.resamples)
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
     from harness.report.breakdown import make_breakdown_figure
+    from harness.io import check_output_dir
     from harness.report.figures import make_figures
     from harness.report.tables import as_frame
 
+    check_output_dir(args.out, "--out", owned=args.out == DEFAULT_FIGURES)
     df = as_frame(args.results)
     result = make_figures(results_root=df, out_dir=args.out)
     for ds in TABLE_DATASETS:
@@ -48,7 +50,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("dataset", choices=TABLE_DATASETS, help="which benchmark table")
     p.add_argument("--results", default="results", help="results root (reported/, runs/, profiles/); default: results")
-    p.add_argument("--out", default="results/tables", help="output folder; default: results/tables")
+    p.add_argument("--out", default=DEFAULT_TABLES, help=f"output folder; default: {DEFAULT_TABLES}")
     p.add_argument("--no-live", action="store_true",
                    help="do not build and profile models: take live params/GFLOPs from cached results/profiles only")
     p.add_argument("--baseline", help="model whose AP the others are compared with in <dataset>_intervals "
@@ -63,5 +65,5 @@ def add_parser(subparsers) -> None:
         "coloured, input sizes as markers, reported filled, measured hollow, Pareto front dashed.",
     )
     f.add_argument("--results", default="results", help="results root; default: results")
-    f.add_argument("--out", default="results/figures", help="output folder; default: results/figures")
+    f.add_argument("--out", default=DEFAULT_FIGURES, help=f"output folder; default: {DEFAULT_FIGURES}")
     f.set_defaults(func=_figures)

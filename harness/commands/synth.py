@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.data.synthetic import SynthConfig, generate, write_preview
+    from harness.errors import UsageError
+    from harness.io import check_output_dir, check_output_file
 
     d = SynthConfig()
     counts = {s: n if n is not None else d.num_images[s]
@@ -48,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
                           image_size=tuple(args.size) if args.size else d.image_size,
                           num_images=counts)
     except ValueError as e:
-        log.error("%s", e)
-        return 2
+        raise UsageError(str(e)) from None
     if args.workers < 1:
-        log.error("--workers must be >= 1, got %d", args.workers)
-        return 2
+        raise UsageError(f"--workers: must be >= 1, got {args.workers}")
+    # The output folder before the work: a typo must not create a tree, an unwritable place fails now.
+    check_output_dir(args.root, "--root", owned=args.root == DEFAULT_ROOT)
+    if args.preview:
+        check_output_file(args.preview, "--preview")
     res = generate(args.root, cfg, force=args.force, progress=not args.no_progress, workers=args.workers)
     if res["cached"]:
         print(f"{args.root}: up to date for this config (use --force to regenerate)")

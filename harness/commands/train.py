@@ -97,17 +97,14 @@ def _print_err(msg: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.config import ConfigError, get_experiment, list_experiments
+    from harness.config import get_experiment, list_experiments
 
     if args.list:
         print(_experiment_table(list_experiments()))
         return 0
     if not args.experiment:
         return _print_err("train: give an experiment name (see --list)")
-    try:
-        exp = get_experiment(args.experiment, args.overrides)
-    except ConfigError as e:
-        return _print_err(str(e))
+    exp = get_experiment(args.experiment, args.overrides)
     if args.print_config:
         print(json.dumps(exp.to_dict(), indent=2))
         return 0
@@ -115,17 +112,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.slurm_nodes is not None:
         return _submit_slurm(exp, args)
 
-    from harness.engine import NonFiniteLossError, Trainer, TrainingInterrupted, run_test
-    from harness.engine.checkpoint import BEST, LAST
+    from harness.engine import Trainer, TrainingInterrupted, run_test
+    from harness.workdir import BEST, LAST
 
     trainer = Trainer(exp, work_dir=args.work_dir, resume=args.resume, device=args.device,
                       progress=not args.no_progress)
     try:
-        result = trainer.fit()
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as e:
-        return _print_err(str(e))
-    except NonFiniteLossError as e:
-        return _print_err(str(e))
+        result = trainer.fit()  # errors in the user's input reach harness.cli (exit 2, one line)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 128 + int(e.signum)
@@ -160,7 +153,7 @@ def _submit_slurm(exp, args: argparse.Namespace) -> int:
     try:
         job = submit(exp, work_dir=args.work_dir, nodes=args.slurm_nodes, gpus_per_node=args.slurm_gpus_per_node,
                      partition=args.slurm_partition, timeout_min=args.slurm_time, cluster=args.slurm_cluster)
-    except (ImportError, ValueError) as e:
+    except ImportError as e:  # the optional extra is not installed
         return _print_err(str(e))
     print(f"submitted {exp.name} as SLURM job {job.job_id}")
     if args.slurm_cluster == "debug":
@@ -169,20 +162,14 @@ def _submit_slurm(exp, args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from harness.config import ConfigError, get_experiment
+    from harness.config import get_experiment
 
-    try:
-        exp = get_experiment(args.experiment, args.overrides)
-    except ConfigError as e:
-        return _print_err(str(e))
+    exp = get_experiment(args.experiment, args.overrides)
     from harness.engine import run_test
 
-    try:
-        results = run_test(exp, args.checkpoint, device=args.device, results_root=args.results_root,
-                           splits=tuple(args.split) if args.split else None, progress=not args.no_progress,
-                           breakdown=args.breakdown)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        return _print_err(str(e))
+    results = run_test(exp, args.checkpoint, device=args.device, results_root=args.results_root,
+                       splits=tuple(args.split) if args.split else None, progress=not args.no_progress,
+                       breakdown=args.breakdown)
     for r in results:
         print(f"{exp.eval.dataset}/{r['split']}: AP={r['metrics'].get('AP', float('nan')):.4f} -> {r['path']}")
     return 0
@@ -223,22 +210,17 @@ def published_experiment(model: str, data: str, data_root: str, *, input_size: t
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from harness.config import ConfigError, _coerce
+    from harness.validate import parse_hw
 
-    try:
-        hw = _coerce(args.input_size, tuple, "--input-size")
-        exp = published_experiment(args.model, args.data, args.data_root, input_size=hw,
-                                   splits=tuple(args.split) if args.split else None, boxes=args.boxes,
-                                   det_file=args.det_file, flip=not args.no_flip, batch_size=args.batch_size)
-    except ConfigError as e:
-        return _print_err(str(e))
+    hw = parse_hw(args.input_size, "--input-size", multiple_of=4)
+    exp = published_experiment(args.model, args.data, args.data_root, input_size=hw,
+                               splits=tuple(args.split) if args.split else None, boxes=args.boxes,
+                               det_file=args.det_file, flip=not args.no_flip, batch_size=args.batch_size)
     from harness.engine import run_test
 
-    try:
-        results = run_test(exp, args.checkpoint, device=args.device, results_root=args.results_root,
-                           progress=not args.no_progress, breakdown=args.breakdown)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        return _print_err(str(e))
+    results = run_test(exp, args.checkpoint, device=args.device, results_root=args.results_root,
+                       progress=not args.no_progress,
+                       breakdown=args.breakdown)
     for r in results:
         print(f"{args.model} {args.data}/{r['split']}: AP={r['metrics'].get('AP', float('nan')):.4f} -> {r['path']}")
     return 0

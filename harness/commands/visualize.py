@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOTS = {"synthetic": "data/synthetic", "ochuman": "data/ochuman", "coco": "data/coco"}
 DEFAULT_SPLITS = {"synthetic": "occluded", "ochuman": "val", "coco": "val"}
+DEFAULT_OUT = "results/figures/qualitative.png"
 
 
 def add_parser(subparsers) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--cell-height", type=int, default=320, help="height of one image cell in pixels (default 320)")
     p.add_argument("--demo-work-dir", default="work_dirs/demo", help="where `make demo` keeps its checkpoints")
     p.add_argument("--no-flip", action="store_true", help="no flip test for --checkpoint models")
-    p.add_argument("--out", default="results/figures/qualitative.png", help="output PNG")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output PNG (default {DEFAULT_OUT})")
     p.set_defaults(func=run)
 
 
@@ -52,21 +52,11 @@ def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
     return out
 
 
-def _parse_hw(text: str) -> tuple[int, int]:
-    from harness.visualize import VisualizeError
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise VisualizeError(f"--input-size: expected HxW such as 256x192, got {text!r}") from None
-    if h <= 0 or w <= 0 or h % 4 or w % 4:
-        raise VisualizeError(f"--input-size: both sides must be positive multiples of 4, got {text!r}")
-    return h, w
-
-
 def _input_size_for(checkpoint: str | None, override: str | None, default: tuple[int, int]) -> tuple[int, int]:
     if override:
-        return _parse_hw(override)
+        from harness.validate import parse_hw
+
+        return parse_hw(override, "--input-size", multiple_of=4)
     if checkpoint:
         cfg = Path(checkpoint).parent / "config.json"
         if cfg.is_file():
@@ -80,18 +70,10 @@ def _input_size_for(checkpoint: str | None, override: str | None, default: tuple
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.visualize import VisualizeError
-
-    try:
-        return _run(args)
-    except (VisualizeError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from harness.data import build_dataset
+    from harness.io import check_output_dir, check_output_file
     from harness.results import display_name
+    from harness.workdir import DEMO_MARKER, LAST
     from harness.visualize import VisualizeError, load_raw_predictions, make_comparison, predict_images, select_images
 
     if args.images < 1:
@@ -100,6 +82,9 @@ def _run(args: argparse.Namespace) -> int:
     split = args.split or DEFAULT_SPLITS[args.data]
     ckpts = _pairs(args.checkpoint, "--checkpoint")
     preds_files = _pairs(args.preds, "--preds")
+    if args.out == DEFAULT_OUT:  # the command's own folder
+        check_output_dir(Path(args.out).parent, "--out", owned=True)
+    check_output_file(args.out, "--out")  # before the work
     columns: list[tuple[str, str | None, str | None]] = []  # (model, checkpoint, preds file)
     partial: set[str] = set()  # demo models whose training has not finished
     default_hw = (256, 192)
@@ -114,9 +99,9 @@ def _run(args: argparse.Namespace) -> int:
 
             ensure_synthetic(root, demo.synth_config())
         for fam in FAMILIES:
-            ck = Path(args.demo_work_dir) / fam / "last.pth"
+            ck = Path(args.demo_work_dir) / fam / LAST
             if ck.is_file():
-                if not (ck.parent / "demo_result.json").is_file():
+                if not (ck.parent / DEMO_MARKER).is_file():
                     log.warning("%s: the demo run of %s has not finished; drawing its latest checkpoint", ck, fam)
                     partial.add(f"{fam}-demo")
                 columns.append((f"{fam}-demo", str(ck), None))

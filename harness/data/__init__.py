@@ -21,6 +21,7 @@ from harness.data.metainfo import (
     meta_from_dict,
 )
 from harness.data.transforms import AugmentConfig
+from harness.errors import DataError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,15 @@ def build_dataset(
     if not layout.ann_file.is_file():
         from harness.data.layout import WHERE_TO_GET
 
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"dataset {name!r} split {split!r}: annotation file {layout.ann_file} not found "
             f"(run `python -m harness data check {name} --root {root}`; "
             f"{WHERE_TO_GET.get(name, WHERE_TO_GET['coco-format'])})"
         )
     if not layout.img_dir.is_dir():
-        raise FileNotFoundError(f"dataset {name!r} split {split!r}: image directory {layout.img_dir} not found")
+        raise MissingFileError(f"dataset {name!r} split {split!r}: image directory {layout.img_dir} not found")
     if train and layout.det_file is not None:
-        raise ValueError("build_dataset: det_file is for evaluation; training uses GT boxes (train=True)")
+        raise DataError("build_dataset: det_file is for evaluation; training uses GT boxes (train=True)")
     dmeta = resolve_meta(name, meta, layout.ann_file)
     coco = CocoKeypoints(layout.ann_file, layout.img_dir, dmeta)
     if layout.det_file is not None:
@@ -114,7 +115,7 @@ def build_dataset(
         instances = coco.gt_instances()
         source = "GT boxes"
     if not instances:
-        raise ValueError(f"dataset {name!r} split {split!r}: no usable instances in {layout.ann_file} ({source})")
+        raise DataError(f"dataset {name!r} split {split!r}: no usable instances in {layout.ann_file} ({source})")
     log.info("%s/%s: %d instances over %d images from %s", name, split, len(instances),
              len({i.image_id for i in instances}), source)
     return TopDownDataset(coco, instances, input_size=input_size, train=train, codec=codec,

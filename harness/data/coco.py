@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import itertools
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,28 +30,23 @@ import cv2
 import numpy as np
 
 from harness.data.metainfo import DatasetMeta
+from harness.errors import AnnotationError, DataError, ImageError, MissingFileError
+from harness.validate import FLOAT32_MAX, integer, number
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnnotationError", "ImageError", "Instance", "CocoKeypoints", "load_image", "load_json"]
-
-
-class AnnotationError(ValueError):
-    """A malformed or inconsistent annotation/detection file (message names file and field)."""
-
-
-class ImageError(OSError):
-    """A missing, unreadable or corrupt image (message names the file)."""
+__all__ = ["AnnotationError", "ImageError", "Instance", "CocoKeypoints", "Annotations", "validate_annotations",
+           "load_image", "load_json"]
 
 
 def load_json(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path}: file not found")
+        raise MissingFileError(f"{what} {path}: " + ("is a directory, not a file" if path.is_dir() else "file not found"))
     try:
         with open(path, "rb") as f:
             return json.load(f)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise AnnotationError(f"{what} {path}: not valid JSON ({e})") from None
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{what} {path}: not a text JSON file ({e})") from None
@@ -87,6 +83,8 @@ def read_image_bytes(path: str | Path) -> np.ndarray:
         buf = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
         raise ImageError(f"image {path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"image {path}: is a directory, not an image file") from None
     except OSError as e:
         raise ImageError(f"image {path}: cannot read ({e})") from None
     if buf.size == 0:
@@ -132,9 +130,134 @@ class Instance:
 
 
 def _num(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise AnnotationError(f"{where}: {v!r} is not a finite number")
-    return float(v)
+    return number(v, where, AnnotationError, float32=True)
+
+
+@dataclass(eq=False)
+class Annotations:
+    """A validated COCO keypoint annotation file (see :func:`validate_annotations`).
+
+    Attributes:
+        images: image id -> its ``images[]`` entry. annotations: the ``annotations[]`` entries in order.
+        categories: the ``categories[]`` entries.
+        bboxes: (N, 4) float64 [x, y, w, h] of the N annotations; keypoints: (N, K, 3) float64 (x, y, v).
+    """
+
+    images: dict[int, dict]
+    annotations: list[dict]
+    categories: list[dict]
+    bboxes: np.ndarray
+    keypoints: np.ndarray
+
+
+def _numbers_ok(rows: list) -> bool:
+    """Every value in the lists ``rows`` is a plain int or float (no bool, no string, no list)."""
+    return set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}
+
+
+def safe_file_name(name: Any, where: str) -> str:
+    """An image ``file_name``: a non-empty relative path that stays inside the image folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise AnnotationError(f"{where}.file_name: {name!r} is not a file name")
+    norm = posixpath.normpath(name.replace("\\", "/"))
+    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../") or "\x00" in name:
+        raise AnnotationError(f"{where}.file_name: {name!r} points outside the dataset's image folder")
+    return name
+
+
+def validate_annotations(data: Any, meta: DatasetMeta, source: str | Path) -> Annotations:
+    """Validate a decoded COCO keypoint annotation file: the one check used by training, ``data check``
+    and ``evaluate-predictions``.
+
+    Refused (``AnnotationError`` naming ``source``, the entry and the field): a top level that is not an
+    object; missing or non-list ``images``/``annotations``/``categories``; no category; an image without
+    an integer ``id``, a safe relative ``file_name`` (no ``..``, not absolute) or positive ``width``/
+    ``height``; duplicate image or annotation ids; an annotation without an integer ``id``/``image_id``,
+    ``bbox`` [x, y, w, h] or ``keypoints`` of ``3 * meta.num_keypoints`` values; an annotation of an
+    unknown image (orphan); any bbox or keypoint value that is not a plain finite number within float32
+    range (``"12"``, ``true``, ``1e300`` are refused, never converted); a negative ``area``.
+    """
+    f = source
+    if not isinstance(data, dict):
+        raise AnnotationError(f"annotation file {f}: top level must be an object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise AnnotationError(f"annotation file {f}: missing top-level field {key!r}")
+        if not isinstance(data[key], list):
+            raise AnnotationError(f"annotation file {f}: field {key!r} must be a list")
+    if not data["categories"]:
+        raise AnnotationError(f"annotation file {f}: field 'categories' is empty (the person category is needed)")
+    for i, cat in enumerate(data["categories"]):
+        if not isinstance(cat, dict) or "id" not in cat:
+            raise AnnotationError(f"annotation file {f}: categories[{i}]: must be an object with an 'id'")
+        integer(cat["id"], f"annotation file {f}: categories[{i}].id", AnnotationError)
+    images: dict[int, dict] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"annotation file {f}: images[{i}]"
+        if not isinstance(img, dict):
+            raise AnnotationError(f"{where}: must be an object")
+        for key in ("id", "file_name", "width", "height"):
+            if key not in img:
+                raise AnnotationError(f"{where}: missing field {key!r}")
+        iid = integer(img["id"], f"{where}.id", AnnotationError)
+        if iid in images:
+            raise AnnotationError(f"{where}.id: duplicate image id {iid}")
+        safe_file_name(img["file_name"], where)
+        w, h = _num(img["width"], f"{where}.width"), _num(img["height"], f"{where}.height")
+        if w <= 0 or h <= 0:
+            raise AnnotationError(f"{where}: width/height must be positive, got {w}x{h}")
+        images[iid] = img
+    k3 = 3 * meta.num_keypoints
+    seen: set = set()
+    bboxes: list = []
+    kps: list = []
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise AnnotationError(f"annotation file {f}: annotations[{i}]: must be an object")
+        for key in ("id", "image_id", "bbox", "keypoints"):
+            if key not in ann:
+                raise AnnotationError(f"annotation file {f}: annotations[{i}]: missing field {key!r}")
+        aid = integer(ann["id"], f"annotation file {f}: annotations[{i}].id", AnnotationError)
+        where = f"annotation file {f}: annotation id {aid} (annotations[{i}])"
+        if aid in seen:
+            raise AnnotationError(f"{where}.id: duplicate annotation id")
+        seen.add(aid)
+        iid = integer(ann["image_id"], f"{where}.image_id", AnnotationError)
+        if iid not in images:
+            raise AnnotationError(f"{where}.image_id: {iid!r} is not in 'images'")
+        bbox, kp = ann["bbox"], ann["keypoints"]
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise AnnotationError(f"{where}.bbox: must be [x, y, w, h], got {bbox!r}")
+        if not isinstance(kp, list) or len(kp) != k3:
+            n = len(kp) if isinstance(kp, list) else type(kp).__name__
+            raise AnnotationError(
+                f"{where}.keypoints: has {n} values, expected {k3} ({meta.num_keypoints} keypoints x (x, y, v)) "
+                f"for dataset {meta.name!r}"
+            )
+        if "area" in ann and _num(ann["area"], f"{where}.area") < 0:
+            raise AnnotationError(f"{where}.area: {ann['area']!r} is negative")
+        bboxes.append(bbox)
+        kps.append(kp)
+    # Numbers are checked in one pass over their types and one vectorised range check (COCO train has
+    # 260k annotations); only when that fails is the offending entry searched for, to name it.
+    ok = _numbers_ok(bboxes) and _numbers_ok(kps)
+    if ok:
+        try:
+            arr_b = np.array(bboxes, dtype=np.float64).reshape(-1, 4)
+            arr_k = np.array(kps, dtype=np.float64).reshape(-1, meta.num_keypoints, 3)
+        except OverflowError:  # an int beyond float64
+            ok = False
+        else:
+            ok = bool((np.abs(arr_b) <= FLOAT32_MAX).all() and (np.abs(arr_k) <= FLOAT32_MAX).all())
+    if not ok:
+        for i, ann in enumerate(data["annotations"]):
+            where = f"annotation file {f}: annotation id {ann['id']} (annotations[{i}])"
+            for field_name in ("bbox", "keypoints"):
+                for j, v in enumerate(ann[field_name]):
+                    _num(v, f"{where}.{field_name}[{j}]")
+        raise AnnotationError(f"annotation file {f}: non-numeric bbox or keypoint values")  # pragma: no cover
+    return Annotations(images=images, annotations=data["annotations"], categories=data["categories"],
+                       bboxes=arr_b, keypoints=arr_k)
 
 
 @dataclass
@@ -160,79 +283,9 @@ class CocoKeypoints:
         self.img_dir = Path(self.img_dir)
         self.skipped = Counter()
         self._paths: dict[int, Path] = {}
-        data = load_json(self.ann_file, "annotation file")
-        f = self.ann_file
-        if not isinstance(data, dict):
-            raise AnnotationError(f"annotation file {f}: top level must be an object, got {type(data).__name__}")
-        for key in ("images", "annotations", "categories"):
-            if key not in data:
-                raise AnnotationError(f"annotation file {f}: missing top-level field {key!r}")
-            if not isinstance(data[key], list):
-                raise AnnotationError(f"annotation file {f}: field {key!r} must be a list")
-        self.categories = data["categories"]
-        self.images = {}
-        for i, img in enumerate(data["images"]):
-            where = f"annotation file {f}: images[{i}]"
-            if not isinstance(img, dict):
-                raise AnnotationError(f"{where}: must be an object")
-            for key in ("id", "file_name", "width", "height"):
-                if key not in img:
-                    raise AnnotationError(f"{where}: missing field {key!r}")
-            iid = img["id"]
-            if not isinstance(iid, int) or isinstance(iid, bool):
-                raise AnnotationError(f"{where}.id: {iid!r} is not an integer")
-            if iid in self.images:
-                raise AnnotationError(f"{where}.id: duplicate image id {iid}")
-            w, h = _num(img["width"], f"{where}.width"), _num(img["height"], f"{where}.height")
-            if w <= 0 or h <= 0:
-                raise AnnotationError(f"{where}: width/height must be positive, got {w}x{h}")
-            self.images[iid] = img
-        k3 = 3 * self.meta.num_keypoints
-        seen: set = set()
-        bboxes: list = []
-        kps: list = []
-        for i, ann in enumerate(data["annotations"]):
-            if not isinstance(ann, dict):
-                raise AnnotationError(f"annotation file {f}: annotations[{i}]: must be an object")
-            for key in ("id", "image_id", "bbox", "keypoints"):
-                if key not in ann:
-                    raise AnnotationError(f"annotation file {f}: annotations[{i}]: missing field {key!r}")
-            if ann["id"] in seen:
-                raise AnnotationError(f"annotation file {f}: annotation id {ann['id']} (annotations[{i}]).id: "
-                                      f"duplicate annotation id")
-            seen.add(ann["id"])
-            if ann["image_id"] not in self.images:
-                raise AnnotationError(f"annotation file {f}: annotation id {ann['id']} (annotations[{i}]).image_id: "
-                                      f"{ann['image_id']!r} is not in 'images'")
-            bbox, kp = ann["bbox"], ann["keypoints"]
-            if not isinstance(bbox, list) or len(bbox) != 4:
-                raise AnnotationError(f"annotation file {f}: annotation id {ann['id']} (annotations[{i}]).bbox: "
-                                      f"must be [x, y, w, h], got {bbox!r}")
-            if not isinstance(kp, list) or len(kp) != k3:
-                n = len(kp) if isinstance(kp, list) else type(kp).__name__
-                raise AnnotationError(
-                    f"annotation file {f}: annotation id {ann['id']} (annotations[{i}]).keypoints: has {n} values, "
-                    f"expected {k3} ({self.meta.num_keypoints} keypoints x (x, y, v)) for dataset {self.meta.name!r}"
-                )
-            bboxes.append(bbox)
-            kps.append(kp)
-        # Numbers are checked in one vectorised pass (COCO train has 260k annotations); only when
-        # that fails is the offending entry searched for, to name it.
-        k = self.meta.num_keypoints
-        try:
-            self._bboxes = np.array(bboxes, dtype=np.float64).reshape(-1, 4)
-            self._kps = np.array(kps, dtype=np.float64).reshape(-1, k, 3)
-            ok = bool(np.isfinite(self._bboxes).all() and np.isfinite(self._kps).all())
-        except (ValueError, TypeError):
-            ok = False
-        if not ok:
-            for i, ann in enumerate(data["annotations"]):
-                where = f"annotation file {f}: annotation id {ann['id']} (annotations[{i}])"
-                for field_name in ("bbox", "keypoints"):
-                    for v in ann[field_name]:
-                        _num(v, f"{where}.{field_name}")
-            raise AnnotationError(f"annotation file {f}: non-numeric bbox or keypoint values")  # pragma: no cover
-        self.annotations = data["annotations"]
+        v = validate_annotations(load_json(self.ann_file, "annotation file"), self.meta, self.ann_file)
+        self.images, self.annotations, self.categories = v.images, v.annotations, v.categories
+        self._bboxes, self._kps = v.bboxes, v.keypoints
 
     # ------------------------------------------------------------------ helpers
     def image_path(self, image_id: int) -> Path:
@@ -294,7 +347,7 @@ class CocoKeypoints:
         if not isinstance(dets, list):
             raise AnnotationError(f"detection file {det_file}: must be a list of detections")
         if not 0.0 <= score_thr <= 1.0:
-            raise ValueError(f"det_score_thr: {score_thr} must be in [0, 1]")
+            raise DataError(f"det_score_thr: {score_thr} must be in [0, 1]")
         k = self.meta.num_keypoints
         out: list[Instance] = []
         skipped: Counter = Counter()
@@ -305,10 +358,10 @@ class CocoKeypoints:
             for key in ("image_id", "bbox", "score"):
                 if key not in det:
                     raise AnnotationError(f"{where}: missing field {key!r}")
-            if det.get("category_id", 1) != 1:
+            if integer(det.get("category_id", 1), f"{where}.category_id", AnnotationError) != 1:
                 skipped["not a person"] += 1
                 continue
-            if det["image_id"] not in self.images:
+            if integer(det["image_id"], f"{where}.image_id", AnnotationError) not in self.images:
                 raise AnnotationError(
                     f"{where}.image_id: {det['image_id']!r} is not in annotation file {self.ann_file}"
                 )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.data.coco import AnnotationError, CocoKeypoints, ImageError, load_image
 from harness.data.metainfo import DatasetMeta
+from harness.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def resolve_layout(name: str, root: str | Path, split: str, *, ann_file: str | P
         img = Path(img_dir)
     if det_file == "auto":
         if det is None or not det.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"det_file='auto': no standard detection file for {name!r} split {split!r} "
                 f"(looked for {det})" + (f"; {WHERE_TO_GET.get(name, '')}" if name in WHERE_TO_GET else "")
             )
@@ -157,6 +158,8 @@ def _quick_image_check(path: Path) -> str | None:
         size = path.stat().st_size
     except FileNotFoundError:
         return "missing"
+    if path.is_dir():
+        return "is a directory, not an image file"
     if size == 0:
         return "empty file"
     with open(path, "rb") as f:
@@ -209,6 +212,10 @@ def check_layout(name: str, root: str | Path, split: str, meta: DatasetMeta, *,
     rep.num_images = len(coco.images)
     rep.num_annotations = len(coco.annotations)
     rep.num_instances = len(coco.gt_instances())
+    if rep.num_instances == 0:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(coco.skipped.items())) or "no annotations"
+        rep.problems.append(f"{layout.ann_file}: no usable person instance ({why}); nothing to train or "
+                            f"evaluate on")
     if layout.det_file is not None and layout.det_file.is_file():
         try:
             rep.num_detections = len(coco.det_instances(layout.det_file))

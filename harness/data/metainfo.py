@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness.errors import DataError, MissingFileError
+
 __all__ = [
     "DatasetMeta",
     "COCO_META",
@@ -72,37 +74,37 @@ class DatasetMeta:
     def __post_init__(self) -> None:
         k = len(self.keypoint_names)
         if k == 0:
-            raise ValueError(f"DatasetMeta({self.name!r}).keypoint_names: must not be empty")
+            raise DataError(f"DatasetMeta({self.name!r}).keypoint_names: must not be empty")
         if len(set(self.keypoint_names)) != k:
-            raise ValueError(f"DatasetMeta({self.name!r}).keypoint_names: duplicate names")
+            raise DataError(f"DatasetMeta({self.name!r}).keypoint_names: duplicate names")
         for fname in ("sigmas", "joint_weights"):
             vals = getattr(self, fname)
             if len(vals) != k:
-                raise ValueError(
+                raise DataError(
                     f"DatasetMeta({self.name!r}).{fname}: has {len(vals)} values, expected {k} "
                     f"(one per keypoint)"
                 )
             if any(not np.isfinite(v) or v <= 0 for v in vals):
-                raise ValueError(f"DatasetMeta({self.name!r}).{fname}: values must be finite and > 0")
+                raise DataError(f"DatasetMeta({self.name!r}).{fname}: values must be finite and > 0")
         seen: set[int] = set()
         for fname in ("flip_pairs", "skeleton"):
             for pair in getattr(self, fname):
                 if len(pair) != 2 or not all(0 <= int(i) < k for i in pair):
-                    raise ValueError(
+                    raise DataError(
                         f"DatasetMeta({self.name!r}).{fname}: pair {pair!r} out of range 0..{k - 1}"
                     )
         for a, b in self.flip_pairs:
             if a == b or a in seen or b in seen:
-                raise ValueError(
+                raise DataError(
                     f"DatasetMeta({self.name!r}).flip_pairs: index used twice or paired with itself "
                     f"in {(a, b)!r}"
                 )
             seen.update((a, b))
         for fname in ("upper_body_ids", "lower_body_ids"):
             if not all(0 <= int(i) < k for i in getattr(self, fname)):
-                raise ValueError(f"DatasetMeta({self.name!r}).{fname}: index out of range 0..{k - 1}")
+                raise DataError(f"DatasetMeta({self.name!r}).{fname}: index out of range 0..{k - 1}")
         if self.iou_type not in ("keypoints", "keypoints_crowd"):
-            raise ValueError(
+            raise DataError(
                 f"DatasetMeta({self.name!r}).iou_type: {self.iou_type!r} is not one of "
                 f"'keypoints', 'keypoints_crowd'"
             )
@@ -218,7 +220,7 @@ def get_meta(name: str) -> DatasetMeta:
     try:
         return KNOWN_DATASETS[name.lower()]
     except KeyError:
-        raise ValueError(
+        raise DataError(
             f"dataset {name!r}: unknown; built-in datasets are {sorted(KNOWN_DATASETS)} "
             f"(for another COCO-format set pass its metadata)"
         ) from None
@@ -231,13 +233,13 @@ def meta_from_dict(d: dict[str, Any] | str | Path) -> DatasetMeta:
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"dataset metadata file {path}: not found") from None
+            raise MissingFileError(f"dataset metadata file {path}: not found") from None
         except json.JSONDecodeError as e:
-            raise ValueError(f"dataset metadata file {path}: not valid JSON ({e})") from None
+            raise DataError(f"dataset metadata file {path}: not valid JSON ({e})") from None
     required = ("name", "keypoint_names", "sigmas")
     for key in required:
         if key not in d:
-            raise ValueError(f"dataset metadata: missing field {key!r}")
+            raise DataError(f"dataset metadata: missing field {key!r}")
     k = len(d["keypoint_names"])
     names = tuple(d["keypoint_names"])
     flip = d.get("flip_pairs")
@@ -281,13 +283,13 @@ def meta_from_coco_categories(
     """
     cat = next((c for c in categories if c.get("id") == 1), categories[0] if categories else None)
     if cat is None or not cat.get("keypoints"):
-        raise ValueError(f"dataset {name!r}: annotation 'categories' has no keypoint names")
+        raise DataError(f"dataset {name!r}: annotation 'categories' has no keypoint names")
     names = tuple(cat["keypoints"])
     for known in (COCO_META, CROWDPOSE_META):
         if names == known.keypoint_names and sigmas is None:
             return known.with_name(name)
     if sigmas is None:
-        raise ValueError(
+        raise DataError(
             f"dataset {name!r}: keypoints {list(names)} are not a built-in layout; "
             f"give its metadata (sigmas at least)"
         )

@@ -20,8 +20,10 @@ from harness.config import PRETRAINED_ENV, Experiment, config_hash
 from harness.data import HeatmapCodec
 from harness.data import build_dataset as _build_dataset
 from harness.data.transforms import AUGMENT_PRESETS
+from harness.errors import ConfigError, MissingFileError, UsageError, WeightsError
 from harness.profile import ProfileStatic, count_params, machine_info, profile_static
 from harness.results.schema import METRIC_NAMES
+from harness.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,16 @@ def resolve_path(p: str | os.PathLike) -> Path:
     return alt if alt.exists() else path
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``--device``: "cpu", "cuda" or None (cuda when available); cuda without a GPU is a UsageError."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device: {name!r} requested but no CUDA device is available "
+                         f"(torch.cuda.is_available() is False); use --device cpu")
+    return torch.device(name)
+
+
 def build_model(exp: Experiment) -> nn.Module:
     """``harness.create_pose_model`` with the experiment's backbone overrides, then the recipe's init."""
     from harness import create_pose_model  # the lead's model zoo entry point
@@ -44,7 +56,17 @@ def build_model(exp: Experiment) -> nn.Module:
     overrides = dict(exp.model.overrides)
     if exp.train.grad_checkpoint:
         overrides.setdefault("with_cp", True)
-    model = create_pose_model(exp.model.name, num_keypoints=exp.model.num_keypoints, **overrides)
+    import backbones
+
+    if exp.model.name not in backbones.list_models():
+        close = [n for n in backbones.list_models() if n.split("-")[0] == exp.model.name.split("-")[0]]
+        raise ConfigError(f"model.name: unknown model {exp.model.name!r}; registered: "
+                          f"{', '.join(close or backbones.list_models())}")
+    try:
+        model = create_pose_model(exp.model.name, num_keypoints=exp.model.num_keypoints, **overrides)
+    except (TypeError, ValueError, KeyError) as e:  # the zoo names the bad backbone field
+        msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+        raise ConfigError(f"model.overrides: {msg}") from None
     init_backbone(model, exp)
     return model
 
@@ -67,19 +89,18 @@ def init_backbone(model: nn.Module, exp: Experiment) -> None:
     if exp.init.pretrain == "none":
         return
     if not exp.init.weights:
-        raise ValueError(f"init.weights: recipe {exp.recipe!r} starts from ImageNet-pretrained backbone weights "
+        raise ConfigError(f"init.weights: recipe {exp.recipe!r} starts from ImageNet-pretrained backbone weights "
                          f"(init.pretrain=imagenet); pass the file with --set init.weights=PATH")
     path = pretrained_path(exp.init.weights)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"init.weights: {path} does not exist (recipe {exp.recipe!r} expects the ImageNet checkpoint "
             f"{Path(exp.init.weights).name!r}; put it in ${PRETRAINED_ENV} or data/pretrained/, or give a path "
             f"with --set init.weights=PATH)")
-    from harness.checkpoint import CheckpointError, load_weights
 
     report = load_weights(model, str(path), strict=exp.init.strict, backbone_only=True)
     if report.loaded == 0:  # even a partial load must load something
-        raise CheckpointError(f"init.weights: no tensor of {path} fits the {exp.model.name} backbone "
+        raise WeightsError(f"init.weights: no tensor of {path} fits the {exp.model.name} backbone "
                               f"(init.strict=false loads what fits, but nothing does):\n{report.summary()}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     model.init_info = {"file": path.name, "sha256": digest[:12], "tensors_loaded": report.loaded,

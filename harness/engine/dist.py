@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+
+from harness.errors import UsageError
 import torch.distributed as torch_dist
 from torch.utils.data import Sampler
 
@@ -57,7 +59,8 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but no CUDA device is available")
+            raise UsageError("--device: 'cuda' requested but no CUDA device is available (torch.cuda.is_available() "
+                             "is False); use --device cpu")
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:

@@ -17,6 +17,8 @@ from typing import Any
 
 from harness.config import Experiment
 
+from harness.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,7 @@ def submit(exp: Experiment, *, work_dir: str | os.PathLike | None = None, nodes:
            cluster: str | None = None, folder: str | os.PathLike | None = None):
     """Queue ``exp`` on SLURM; returns the submitit Job. ``cluster="debug"`` runs it in-process (tests)."""
     if nodes < 1 or gpus_per_node < 1:
-        raise ValueError(f"--slurm-nodes/--slurm-gpus-per-node must be >= 1, got {nodes}/{gpus_per_node}")
+        raise UsageError(f"--slurm-nodes/--slurm-gpus-per-node must be >= 1, got {nodes}/{gpus_per_node}")
     submitit = _submitit()
     work = Path(work_dir) if work_dir else exp.resolved_work_dir()
     executor = submitit.AutoExecutor(folder=str(folder or work / "slurm" / "%j"), cluster=cluster)

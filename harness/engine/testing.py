@@ -11,7 +11,8 @@ from torch import nn
 
 from harness.config import Experiment, InitCfg
 from harness.engine import builders
-from harness.engine.checkpoint import CheckpointError, load_checkpoint
+from harness.engine.checkpoint import ForeignCheckpointError, load_checkpoint
+from harness.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,10 @@ def weights_from_file(path: str | os.PathLike) -> tuple[dict | str, str]:
     """
     path = builders.resolve_path(path)
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--checkpoint: {path} does not exist")
+        raise MissingFileError(f"--checkpoint: {path} does not exist" + (" (it is a directory)" if Path(path).is_dir() else ""))
     try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError:
+        ckpt = load_checkpoint(path)  # ours: verified (checksum, finite weights); damage raises here
+    except ForeignCheckpointError:
         return str(path), "file"  # not ours; load_weights reads it and names any problem
     if "global_iter" not in ckpt:
         return str(path), "file"
@@ -65,7 +66,7 @@ def run_test(exp: Experiment, checkpoint: str | os.PathLike, *, device: str | No
     """
     from harness.eval.details import EvalDetails, write_predictions
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = builders.resolve_device(device)
     model, kind = load_for_eval(exp, checkpoint, dev)
     out = []
     for split in splits or exp.eval.splits:

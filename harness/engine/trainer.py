@@ -29,7 +29,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,19 +39,20 @@ from tqdm import tqdm
 from harness.config import ConfigError, Experiment, config_hash, diff, load_config, save_config
 from harness.data.loader import EpochKeyed, EpochKeyedBatches, loader_kwargs, resolve_num_workers
 from harness.engine import builders
-from harness.engine.checkpoint import (BEST, LAST, atomic_save, find_resume, load_checkpoint, rng_state,
-                                       set_rng_state)
+from harness.engine.checkpoint import atomic_save, find_resume, load_checkpoint, rng_state, set_rng_state
 from harness.engine.dist import (DistInfo, ShardedBatchSampler, all_gather_object, barrier, broadcast_object,
                                  cleanup, init_distributed)
 from harness.engine.ema import ModelEMA
 from harness.engine.loss import KeypointMSELoss
+from harness.errors import CheckpointError, TrainingError, WorkDirError
 from harness.parallel import bar_position
 from harness.results import atomic_write_text
+from harness.workdir import BEST, CONFIG, LAST, LOG_CSV, TENSORBOARD, VAL_CSV, clean_stale_temp_files
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN/inf; the message names the iteration and the last good checkpoint."""
 
 
@@ -292,17 +292,22 @@ class Trainer:
         if start is not None:
             self._load(start)
         if info.is_main:
-            save_config(exp, self.work_dir / "config.json")
+            save_config(exp, self.work_dir / CONFIG)
             self._trim_logs()
             self._open_tb()
         barrier(info)
 
     def _check_work_dir(self) -> None:
-        cfg = self.work_dir / "config.json"
+        cfg = self.work_dir / CONFIG
         has_ckpt = find_resume(self.work_dir) is not None
         if self.resume is None and has_ckpt:
-            raise FileExistsError(f"{self.work_dir}: holds a checkpoint from an earlier run; continue it with "
-                                  f"--resume auto or choose another --work-dir")
+            raise WorkDirError(f"{self.work_dir}: holds a checkpoint from an earlier run; continue it with "
+                               f"--resume auto or choose another --work-dir")
+        if self.resume not in (None, "auto") and not Path(self.resume).is_file():
+            raise CheckpointError(f"--resume: {self.resume}: checkpoint file not found"
+                                  + (" (it is a directory)" if Path(self.resume).is_dir() else ""))
+        if self.resume is not None and self.info.is_main:
+            clean_stale_temp_files(self.work_dir)  # left by a kill -9 during an atomic write
         if self.resume is not None and cfg.is_file():
             old = load_config(cfg)
             if config_hash(old) != config_hash(self.exp):
@@ -349,9 +354,21 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.info.device)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if "global_iter" not in ckpt or "optimizer" not in ckpt:
+            raise CheckpointError(f"{path}: holds weights only, not a training state to resume; use it with "
+                                  f"`test --checkpoint` or init.weights")
+        theirs = ckpt.get("config_hash")
+        if theirs is not None and theirs != config_hash(self.exp):
+            raise CheckpointError(f"{path}: a checkpoint of experiment {ckpt.get('experiment')!r} with another config "
+                                  f"(hash {str(theirs)[:8]}, this run {config_hash(self.exp)[:8]}); it cannot be "
+                                  f"resumed as {self.exp.name!r}")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{path}: does not fit {self.exp.model.name} ({first})") from None
         if self.ema is not None:
             if ckpt.get("ema") is None:
                 raise ConfigError(f"train.ema: enabled but {path} holds no EMA weights")
@@ -375,7 +392,7 @@ class Trainer:
 
     def _trim_logs(self) -> None:
         """After a resume, drop log rows past the checkpoint so the CSV reads as one clean run."""
-        for name, key in (("log.csv", "iter"), ("val.csv", "iter")):
+        for name, key in ((LOG_CSV, "iter"), (VAL_CSV, "iter")):
             p = self.work_dir / name
             if not p.is_file():
                 continue
@@ -405,7 +422,7 @@ class Trainer:
         except ImportError:  # tensorboard is a declared dependency, but logging must not stop training
             log.warning("tensorboard not importable; TensorBoard logs disabled")
             return
-        self.tb = SummaryWriter(log_dir=str(self.work_dir / "tb"), purge_step=self.state.global_iter)
+        self.tb = SummaryWriter(log_dir=str(self.work_dir / TENSORBOARD), purge_step=self.state.global_iter)
 
     # -- signals ----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -604,7 +621,7 @@ class Trainer:
         row = {"epoch": st.epoch, "iter": st.global_iter, "lr": f"{lr:.6g}", "loss": f"{loss:.6g}",
                "grad_norm": f"{norm:.6g}", "img_per_s": f"{img_s:.2f}", "sec_per_iter": f"{s_it:.4f}",
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        self._append_csv("log.csv", row)
+        self._append_csv(LOG_CSV, row)
         if self.tb is not None:
             self.tb.add_scalar("train/loss", loss, st.global_iter)
             self.tb.add_scalar("train/lr", lr, st.global_iter)
@@ -631,7 +648,7 @@ class Trainer:
                 metrics = builders.evaluate(model, self._val_set, exp, device=info.device, progress=self.progress)
             finally:
                 set_rng_state(saved)
-            self._append_csv("val.csv", {"epoch": st.epoch, "iter": st.global_iter,
+            self._append_csv(VAL_CSV, {"epoch": st.epoch, "iter": st.global_iter,
                                          **{k: f"{float(v):.6f}" for k, v in metrics.items()}})
             if self.tb is not None:
                 for k, v in metrics.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from harness.data.metainfo import DatasetMeta
+from harness.errors import AnnotationError, PredictionError
 from harness.io import atomic_write_json
 from harness.report.tabular import Column, Table, fmt_num
 from harness.eval.postprocess import RawPredictions, check_options, postprocess, to_coco_results
@@ -30,18 +30,26 @@ METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR 
 CROWD_METRIC_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
 
 
-def load_coco_gt(ann_file: str | Path):
-    """xtcocotools ``COCO`` of an annotation file (its chatter silenced)."""
+def load_coco_gt(ann_file: str | Path, meta: DatasetMeta | None = None):
+    """xtcocotools ``COCO`` of an annotation file (its chatter silenced).
+
+    With ``meta`` the file first goes through :func:`harness.data.coco.validate_annotations`, the
+    validator training uses (so a file without ``annotations``, with orphan annotations, duplicate ids,
+    missing ``categories`` or keypoints of the wrong length is refused by name, not scored).
+    """
     from xtcocotools.coco import COCO
 
+    from harness.data.coco import load_json, validate_annotations
+
     ann_file = Path(ann_file)
-    if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file {ann_file}: file not found")
+    data = load_json(ann_file, "annotation file")
+    if meta is not None:
+        validate_annotations(data, meta, ann_file)
     with contextlib.redirect_stdout(io.StringIO()):
         try:
-            return COCO(str(ann_file))
-        except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as e:
-            raise ValueError(f"annotation file {ann_file}: not a COCO annotation file ({e!r})") from None
+            return COCO(str(ann_file), ann_data=data)  # the file read once, validated above
+        except (KeyError, TypeError, AssertionError, AttributeError) as e:
+            raise AnnotationError(f"annotation file {ann_file}: not a COCO annotation file ({e!r})") from None
 
 
 def evaluate(
@@ -76,17 +84,17 @@ def evaluate(
         ``keypoints_crowd``).
     """
     check_options(score_mode, keypoint_score_thr, nms_mode, nms_thr)
-    gt = coco_gt if coco_gt is not None else load_coco_gt(ann_file)
+    gt = coco_gt if coco_gt is not None else load_coco_gt(ann_file, meta)
     raw = preds if isinstance(preds, RawPredictions) else RawPredictions.from_list(
         preds, meta.num_keypoints)
     if raw.num_keypoints != meta.num_keypoints:
-        raise ValueError(
+        raise PredictionError(
             f"predictions have {raw.num_keypoints} keypoints, dataset {meta.name!r} has {meta.num_keypoints}"
         )
     unknown = sorted(set(np.unique(raw.image_ids).tolist()) - set(gt.getImgIds()))
     if unknown:
         shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
-        raise ValueError(f"predictions refer to {len(unknown)} image ids not in {ann_file}: {shown}")
+        raise PredictionError(f"predictions refer to {len(unknown)} image ids not in {ann_file}: {shown}")
     sel, scores = postprocess(raw, meta.sigmas_array, score_mode=score_mode, keypoint_score_thr=keypoint_score_thr,
                               nms_mode=nms_mode, nms_thr=nms_thr)
     results = to_coco_results(raw, sel, scores)
@@ -110,7 +118,7 @@ def evaluate_results(results: list[dict], ann_file: str | Path, meta: DatasetMet
     if meta.iou_type == "keypoints_crowd":
         missing = [i for i in gt.getImgIds() if "crowdIndex" not in gt.imgs[i]]
         if missing:
-            raise ValueError(f"annotation file {ann_file}: CrowdPose evaluation needs 'crowdIndex' on every "
+            raise AnnotationError(f"annotation file {ann_file}: CrowdPose evaluation needs 'crowdIndex' on every "
                              f"image; missing on image {missing[0]} ({len(missing)} images)")
     with contextlib.redirect_stdout(io.StringIO()) as buf:
         dt = gt.loadRes(results)

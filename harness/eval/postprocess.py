@@ -29,9 +29,13 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import itertools
+
 import numpy as np
 
 from harness.config import NmsMode, ScoreMode, eval_option_problem
+from harness.errors import ConfigError, PredictionError
+from harness.validate import FLOAT32_MAX, integer, number
 
 __all__ = ["RawPredictions", "SCORE_MODES", "NMS_MODES", "SOFT_NMS_MAX_DETS", "rescore", "instance_scores",
            "oks_matrix", "oks_nms", "soft_oks_nms", "check_options", "postprocess", "to_coco_results"]
@@ -65,19 +69,19 @@ class RawPredictions:
     def __post_init__(self) -> None:
         n = len(self.image_ids)
         if self.keypoints.ndim != 3 or self.keypoints.shape[0] != n or self.keypoints.shape[2] != 2:
-            raise ValueError(f"RawPredictions.keypoints: shape {self.keypoints.shape}, expected ({n}, K, 2)")
+            raise PredictionError(f"RawPredictions.keypoints: shape {self.keypoints.shape}, expected ({n}, K, 2)")
         k = self.keypoints.shape[1]
         if self.keypoint_scores.shape != (n, k):
-            raise ValueError(f"RawPredictions.keypoint_scores: shape {self.keypoint_scores.shape}, expected ({n}, {k})")
+            raise PredictionError(f"RawPredictions.keypoint_scores: shape {self.keypoint_scores.shape}, expected ({n}, {k})")
         for name in ("category_ids", "bbox_scores", "areas"):
             if getattr(self, name).shape != (n,):
-                raise ValueError(f"RawPredictions.{name}: shape {getattr(self, name).shape}, expected ({n},)")
+                raise PredictionError(f"RawPredictions.{name}: shape {getattr(self, name).shape}, expected ({n},)")
         if self.bboxes is not None and self.bboxes.shape != (n, 4):
-            raise ValueError(f"RawPredictions.bboxes: shape {self.bboxes.shape}, expected ({n}, 4)")
+            raise PredictionError(f"RawPredictions.bboxes: shape {self.bboxes.shape}, expected ({n}, 4)")
         for name in ("keypoints", "keypoint_scores", "bbox_scores", "areas"):
             if not np.isfinite(getattr(self, name)).all():
                 bad = int(np.nonzero(~np.isfinite(getattr(self, name)).reshape(n, -1).all(axis=1))[0][0])
-                raise ValueError(f"RawPredictions.{name}: non-finite value in prediction {bad}")
+                raise PredictionError(f"RawPredictions.{name}: non-finite value in prediction {bad}")
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -89,47 +93,95 @@ class RawPredictions:
     @classmethod
     def from_list(cls, preds: Sequence[dict[str, Any]], num_keypoints: int | None = None,
                   source: str = "predictions") -> "RawPredictions":
-        """Validate and convert a list of RAW.json dicts. Errors name the entry and the field."""
+        """Validate and convert a list of RAW.json dicts. Errors (:class:`PredictionError`) name the
+        entry and the field.
+
+        Nothing is coerced: ``image_id``/``category_id`` must be integers (not 785.7, not ``"785"``,
+        not ``true``); every other value a plain finite number within float32 range; ``area`` > 0;
+        ``bbox_score`` in [0, 1]; ``bbox`` (optional, all or none) [x, y, w, h] with w, h >= 0.
+        """
         if not isinstance(preds, (list, tuple)):
-            raise ValueError(f"{source}: must be a list of predictions, got {type(preds).__name__}")
+            raise PredictionError(f"{source}: must be a list of predictions, got {type(preds).__name__}")
         if len(preds) == 0:
-            raise ValueError(f"{source}: no predictions")
+            raise PredictionError(f"{source}: no predictions")
         required = ("image_id", "keypoints", "keypoint_scores", "bbox_score", "area")
         n = len(preds)
         k = num_keypoints
-        has_bbox = True
+        with_bbox = 0
         for i, p in enumerate(preds):
+            where = f"{source}[{i}]"
             if not isinstance(p, dict):
-                raise ValueError(f"{source}[{i}]: must be an object")
+                raise PredictionError(f"{where}: must be an object")
             for key in required:
                 if key not in p:
-                    raise ValueError(f"{source}[{i}]: missing field {key!r}")
+                    raise PredictionError(f"{where}: missing field {key!r}")
+            integer(p["image_id"], f"{where}.image_id", PredictionError)
+            if "category_id" in p:
+                integer(p["category_id"], f"{where}.category_id", PredictionError)
+            kp, ks = p["keypoints"], p["keypoint_scores"]
+            if not isinstance(kp, list) or not all(isinstance(xy, list) and len(xy) == 2 for xy in kp):
+                raise PredictionError(f"{where}.keypoints: must be [[x, y], ...], got {_short(kp)}")
+            if not isinstance(ks, list):
+                raise PredictionError(f"{where}.keypoint_scores: must be a list of numbers, got {_short(ks)}")
             if k is None:
-                k = len(p["keypoints"])
-            if len(p["keypoints"]) != k or len(p["keypoint_scores"]) != k:
-                raise ValueError(
-                    f"{source}[{i}] (image_id {p['image_id']}): has {len(p['keypoints'])} keypoints and "
-                    f"{len(p['keypoint_scores'])} keypoint_scores, expected {k}"
+                k = len(kp)
+            if len(kp) != k or len(ks) != k:
+                raise PredictionError(
+                    f"{where} (image_id {p['image_id']}): has {len(kp)} keypoints and {len(ks)} keypoint_scores, "
+                    f"expected {k}"
                 )
-            has_bbox = has_bbox and ("bbox" in p)
-        try:
-            kps = np.asarray([p["keypoints"] for p in preds], dtype=np.float32)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{source}: 'keypoints' must be [[x, y], ...] numbers ({e})") from None
-        if kps.shape != (n, k, 2):
-            raise ValueError(f"{source}: 'keypoints' must be [[x, y], ...] per prediction, got array {kps.shape}")
-        try:
-            return cls(
-                image_ids=np.asarray([p["image_id"] for p in preds], dtype=np.int64),
-                category_ids=np.asarray([p.get("category_id", 1) for p in preds], dtype=np.int64),
-                keypoints=kps,
-                keypoint_scores=np.asarray([p["keypoint_scores"] for p in preds], dtype=np.float32),
-                bbox_scores=np.asarray([p["bbox_score"] for p in preds], dtype=np.float64),
-                areas=np.asarray([p["area"] for p in preds], dtype=np.float64),
-                bboxes=np.asarray([p["bbox"] for p in preds], dtype=np.float64) if has_bbox else None,
-            )
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{source}: a field has the wrong type or shape ({e})") from None
+            if k == 0:
+                raise PredictionError(f"{where}.keypoints: empty")
+            area = number(p["area"], f"{where}.area", PredictionError, float32=True)
+            if area <= 0:
+                raise PredictionError(f"{where}.area: {p['area']!r} must be > 0 (the crop's scale product; "
+                                      f"OKS divides by it)")
+            score = number(p["bbox_score"], f"{where}.bbox_score", PredictionError, float32=True)
+            if not 0.0 <= score <= 1.0:
+                raise PredictionError(f"{where}.bbox_score: {p['bbox_score']!r} must be in [0, 1]")
+            if "bbox" in p:
+                with_bbox += 1
+                b = p["bbox"]
+                if not isinstance(b, list) or len(b) != 4:
+                    raise PredictionError(f"{where}.bbox: must be [x, y, w, h], got {_short(b)}")
+                for j, v in enumerate(b):
+                    number(v, f"{where}.bbox[{j}]", PredictionError, float32=True)
+                if b[2] < 0 or b[3] < 0:
+                    raise PredictionError(f"{where}.bbox: width and height must be >= 0, got {b!r}")
+        if with_bbox not in (0, n):
+            first = next(i for i, p in enumerate(preds) if "bbox" not in p)
+            raise PredictionError(f"{source}[{first}]: missing field 'bbox' (given on {with_bbox} of {n} predictions: "
+                                  f"all or none)")
+        # keypoints / keypoint_scores: one pass over the value types, one vectorised range check; the
+        # offending entry is searched for only when that fails.
+        kp_rows = [xy for p in preds for xy in p["keypoints"]]
+        ks_rows = [p["keypoint_scores"] for p in preds]
+        ok = _plain_numbers(kp_rows) and _plain_numbers(ks_rows)
+        if ok:
+            try:
+                kps = np.asarray(kp_rows, dtype=np.float64).reshape(n, k, 2)
+                kss = np.asarray(ks_rows, dtype=np.float64).reshape(n, k)
+            except OverflowError:
+                ok = False
+            else:
+                ok = bool((np.abs(kps) <= FLOAT32_MAX).all() and (np.abs(kss) <= FLOAT32_MAX).all())
+        if not ok:
+            for i, p in enumerate(preds):
+                for j, xy in enumerate(p["keypoints"]):
+                    for c, v in enumerate(xy):
+                        number(v, f"{source}[{i}].keypoints[{j}][{c}]", PredictionError, float32=True)
+                for j, v in enumerate(p["keypoint_scores"]):
+                    number(v, f"{source}[{i}].keypoint_scores[{j}]", PredictionError, float32=True)
+            raise PredictionError(f"{source}: non-numeric keypoint values")  # pragma: no cover
+        return cls(
+            image_ids=np.asarray([p["image_id"] for p in preds], dtype=np.int64),
+            category_ids=np.asarray([p.get("category_id", 1) for p in preds], dtype=np.int64),
+            keypoints=kps.astype(np.float32),
+            keypoint_scores=kss.astype(np.float32),
+            bbox_scores=np.asarray([p["bbox_score"] for p in preds], dtype=np.float64),
+            areas=np.asarray([p["area"] for p in preds], dtype=np.float64),
+            bboxes=np.asarray([p["bbox"] for p in preds], dtype=np.float64) if with_bbox else None,
+        )
 
     def to_list(self) -> list[dict[str, Any]]:
         out = []
@@ -146,6 +198,16 @@ class RawPredictions:
                 d["bbox"] = self.bboxes[i].tolist()
             out.append(d)
         return out
+
+
+def _plain_numbers(rows: list) -> bool:
+    """Every value in the lists ``rows`` is a plain int or float (no bool, no string)."""
+    return set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def rescore(keypoint_scores: np.ndarray, bbox_scores: np.ndarray, thr: float = 0.2) -> np.ndarray:
@@ -256,10 +318,10 @@ def _group_by_image(image_ids: np.ndarray) -> list[np.ndarray]:
 
 
 def check_options(score_mode: str, keypoint_score_thr: float, nms_mode: str, nms_thr: float) -> None:
-    """ValueError naming the option when one is out of its domain (the rule ``EvalCfg`` applies)."""
+    """ConfigError naming the option when one is out of its domain (the rule ``EvalCfg`` applies)."""
     problem = eval_option_problem(score_mode, keypoint_score_thr, nms_mode, nms_thr)
     if problem:
-        raise ValueError(f"{problem[0]}: {problem[1]}")
+        raise ConfigError(f"{problem[0]}: {problem[1]}")
 
 
 def postprocess(preds: RawPredictions, sigmas: np.ndarray, *, score_mode: str = "bbox_keypoint",

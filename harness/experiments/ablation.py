@@ -64,7 +64,7 @@ PLOT_NAME = "delta_ap_vs_cost.png"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
 
-class AblationError(ValueError):
+class AblationError(ConfigError):
     """An ablation definition or run is invalid; the message names the ablation and the field."""
 
 

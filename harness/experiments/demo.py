@@ -66,7 +66,7 @@ _RECIPE: Experiment = get_experiment(f"demo-{FAMILIES[-1]}")
 _SYNTH = SynthConfig()
 
 
-class DemoError(ValueError):
+class DemoError(ConfigError):
     """A demo setting is invalid; the message names the ``DemoConfig`` field."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.io import atomic_write_text
 from harness.results import load_results
 from harness.results.schema import FAMILY_ORDER, METRIC_NAMES
 
@@ -44,16 +45,47 @@ _CROWDPOSE_METRICS = (
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One benchmark table: its rows must have been evaluated under its protocol (``split`` and
+    ``boxes``); rows of the same dataset under another protocol go under their own heading."""
+
     dataset: str
     title: str
     metrics: tuple[Metric, ...]
+    split: str | None = None  # None: any split (a dataset without a paper protocol)
+    boxes: str | None = None  # "det" / "gt"; None: any
 
 
 SPECS: dict[str, TableSpec] = {
-    "coco": TableSpec("coco", "COCO val2017 (person detector boxes)", _COCO_METRICS),
-    "ochuman": TableSpec("ochuman", "OCHuman val (ground-truth boxes)", _COCO_METRICS),
-    "crowdpose": TableSpec("crowdpose", "CrowdPose test", _CROWDPOSE_METRICS),
+    "coco": TableSpec("coco", "COCO val2017 (person detector boxes)", _COCO_METRICS, split="val", boxes="det"),
+    "ochuman": TableSpec("ochuman", "OCHuman val (ground-truth boxes)", _COCO_METRICS, split="val", boxes="gt"),
+    "crowdpose": TableSpec("crowdpose", "CrowdPose test", _CROWDPOSE_METRICS, split="test", boxes="det"),
 }
+
+_BOX_WORDS = {"det": "person detector boxes", "gt": "ground-truth boxes"}
+
+
+def _split_name(split) -> str:
+    """COCO's ``val2017`` and ``val`` are one split (the layout accepts both)."""
+    s = str(split)
+    return s[:-4] if s.endswith("2017") else s
+
+
+def protocol_groups(df: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[tuple[str, pd.DataFrame]]]:
+    """Split ``df``'s rows of ``spec.dataset`` (reported + measured) into those evaluated under the
+    table's protocol and, for every other (split, boxes), a ``(heading, rows)`` group."""
+    rows = df[df["kind"].isin(["reported", "measured"]) & (df["dataset"] == spec.dataset)]
+    split = rows["split"].map(_split_name)
+    match = pd.Series(True, index=rows.index)
+    if spec.split is not None:
+        match &= split == spec.split
+    if spec.boxes is not None:
+        match &= rows["boxes"] == spec.boxes
+    others = []
+    rest = rows[~match]
+    for (sp, bx), grp in rest.groupby([rest["split"].map(_split_name), rest["boxes"]], sort=True):
+        heading = f"{spec.title.split(' (')[0].split(' ')[0]} {sp} ({_BOX_WORDS.get(bx, bx)}): not the table's protocol"
+        others.append((heading, grp))
+    return rows[match], others
 
 ID_COLUMNS = ("Backbone", "Pretrain", "Input", "#Params (M)", "GFLOPs")
 LIVE_COLUMNS = ("Params (live, M)", "GFLOPs (live)")
@@ -66,9 +98,12 @@ def _spec(dataset: str) -> TableSpec:
     return TableSpec(dataset, dataset, _COCO_METRICS)
 
 
-def _select_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Reported + measured rows of ``dataset``; placeholders on the paper's grid where there are none."""
-    rows = df[df["kind"].isin(["reported", "measured"]) & (df["dataset"] == dataset)].copy()
+def _select_rows(df: pd.DataFrame, dataset: str, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Reported + measured rows of ``dataset`` under its table's protocol (or the given ``rows``, e.g. one
+    of :func:`protocol_groups`' other groups); placeholders on the paper's grid where there are none."""
+    if rows is None:
+        rows = protocol_groups(df, _spec(dataset))[0]
+    rows = rows.copy()
     if rows.empty:
         # Before any run on this dataset, still show what is known: the model/size grid and its costs.
         grid = df[df["kind"] == "reported"].drop_duplicates(["model", "input_h", "input_w"]).copy()
@@ -100,10 +135,12 @@ def _source(row, cite: dict[str, int]) -> str:
     return f"measured: {row.experiment} (seed {row.seed}{date})"
 
 
-def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile) -> pd.DataFrame:
-    """The table as a frame (numbers kept numeric); see :func:`make_table`."""
+def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile, *,
+                rows: pd.DataFrame | None = None, title: str | None = None) -> pd.DataFrame:
+    """The table as a frame (numbers kept numeric); see :func:`make_table`. ``rows``/``title``: build
+    the table of another protocol group instead (see :func:`protocol_groups`)."""
     spec = _spec(dataset)
-    rows = _select_rows(df, dataset)
+    rows = _select_rows(df, dataset, rows)
     sources = sorted(set(rows.loc[rows["kind"] == "reported", "source"]))
     cite = {s: i for i, s in enumerate(sources, start=1)}
     keys = [(r.model, int(r.input_h), int(r.input_w)) for r in rows.itertuples()]
@@ -121,7 +158,7 @@ def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile) -> pd
     })
     out.attrs["family"] = rows["family"].tolist()
     out.attrs["sources"] = sources
-    out.attrs["title"] = spec.title
+    out.attrs["title"] = title or spec.title
     out.attrs["metrics"] = [m.header for m in spec.metrics]
     out.attrs["tex_headers"] = [m.tex for m in spec.metrics]
     return out
@@ -228,10 +265,22 @@ def make_table(
         live_profile = default_live_profile(df) if live else cached_profiles(df)
     table = build_table(df, dataset, live_profile)
     table.attrs["bad_files"] = df.attrs.get("bad_files", [])
+    # Rows of this dataset evaluated under another protocol (split, boxes) never join the table's rows:
+    # each such group gets its own heading (and its own CSV).
+    others = [build_table(df, dataset, live_profile, rows=grp, title=heading)
+              for heading, grp in protocol_groups(df, _spec(dataset))[1]]
+    table.attrs["other_protocols"] = others
     out = Path(out_dir)
     rendered = render(table, dataset)
-    rendered.write(out / dataset, float_format="%.6g")
-    md = rendered.markdown()
+    rendered.write(out / dataset, formats=("csv",), float_format="%.6g")
+    # Markdown/LaTeX: the table, then each other protocol's table under its own heading.
+    extra = [render(t, f"{dataset}-other{i}") for i, t in enumerate(others, 1)]
+    md = "\n".join([rendered.markdown()] + [t.markdown() for t in extra])
+    atomic_write_text(out / f"{dataset}.md", md)
+    atomic_write_text(out / f"{dataset}.tex", "\n".join([rendered.latex()] + [t.latex() for t in extra]))
+    for t, (heading, grp) in zip(extra, protocol_groups(df, _spec(dataset))[1]):
+        t.write(out / f"{dataset}.{_split_name(grp['split'].iloc[0])}-{grp['boxes'].iloc[0]}", formats=("csv",),
+                float_format="%.6g")
     log.info("wrote %s/%s.{md,tex,csv} (%d rows)", out, dataset, len(table))
     if echo:
         print(md)

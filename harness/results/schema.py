@@ -6,12 +6,13 @@ reported with the field's name instead of turning into a silently blank table ce
 """
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
+
+from harness.errors import RecordError
+from harness.validate import check_hw, is_finite_number, is_integer
 
 SCHEMA_VERSION = 1
 
@@ -31,10 +32,6 @@ _FAMILIES = {"hrnet": "HRNet", "hrformer": "HRFormer", "hrnext": "HRNeXt"}
 FAMILY_ORDER = ("HRNet", "HRFormer", "HRNeXt")
 
 
-class RecordError(ValueError):
-    """A record (or a file holding one) does not match the schema; the message names the field."""
-
-
 def canonical_family(name: str) -> str:
     """'hrnext' / 'HRNeXt' -> 'HRNeXt'; an unknown family keeps its spelling."""
     return _FAMILIES.get(str(name).lower(), str(name))
@@ -49,13 +46,9 @@ def display_name(model: str) -> str:
     return f"{fam}-{suffix.upper()}" if suffix else fam
 
 
-# numbers.* so that numpy scalars from an evaluator pass; they are converted to plain int/float below.
-def _is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
+# The kit's checks accept numpy scalars from an evaluator; they are converted to plain int/float below.
+_is_int = is_integer
+_is_num = is_finite_number
 
 
 def _need(cond: bool, fieldname: str, msg: str) -> None:
@@ -72,12 +65,7 @@ def _check_str(value: Any, name: str, *, slug: bool = False, choices: tuple[str,
 
 
 def _check_hw(value: Any, name: str = "input_size") -> tuple[int, int]:
-    _need(
-        isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value),
-        name,
-        f"expected [H, W] with two positive integers, got {value!r}",
-    )
-    return int(value[0]), int(value[1])
+    return check_hw(f"field {name!r}", value, multiple_of=1, error=RecordError)
 
 
 def _check_date(value: Any, name: str = "date") -> None:

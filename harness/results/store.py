@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from harness.errors import ResultsError
 from harness.io import atomic_write_text
 
 from .schema import (
@@ -50,15 +51,6 @@ REPORTED_COLUMNS: tuple[str, ...] = (
     "model", "family", "display_name", "dataset", "split", "boxes", "input_h", "input_w", "pretrain",
     "params_m", "gflops", "AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "source", "kind",
 )
-
-
-class ResultsError(RuntimeError):
-    """Raised by ``load_results(strict=True)`` when any file is malformed; lists every bad file."""
-
-    def __init__(self, bad_files: list[dict[str, str]]):
-        self.bad_files = bad_files
-        lines = "\n".join(f"  {b['file']}: {b['reason']}" for b in bad_files)
-        super().__init__(f"{len(bad_files)} malformed result file(s):\n{lines}")
 
 
 # ----------------------------------------------------------------------------------------------- write

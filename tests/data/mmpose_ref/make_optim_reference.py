@@ -22,7 +22,7 @@ Sources, each executed, not re-derived:
   authors' (mmcv 1.x) ``paramwise_cfg``, whose only rule is ``custom_keys``, mmcv 1.x's
   ``DefaultOptimizerConstructor`` applies the same rule (a key that is a substring of the parameter's
   full name sets ``weight_decay = base_wd * decay_mult``; v1.7.2 ``default_constructor.py``).
-  Parameter names are mapped to hrbench's with ``harness.checkpoint.convert_state_dict`` (HRNeXt's
+  Parameter names are mapped to hrbench's with ``harness.weights.convert_state_dict`` (HRNeXt's
   block naming); each group is stored as its count, the sha256 of its sorted names, and the names
   when there are at most 200.
 """
@@ -49,7 +49,7 @@ SHARED = REPO.parent / "shared"
 sys.path[:0] = [str(SHARED / "tools" / "refkit"), str(REPO)]
 import refmodels  # noqa: E402
 
-from harness.checkpoint import convert_state_dict  # noqa: E402
+from harness.weights import convert_state_dict  # noqa: E402
 
 MMCV_TAG = "v1.7.2"
 MMPOSE_CFG = Path(mmpose.__file__).parent / ".mim" / "configs" / "body_2d_keypoint" / "topdown_heatmap" / "coco"

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from harness.errors import WeightsError
+
 # Integer buffers that are a function of the architecture, not learned: a checkpoint without them
 # (e.g. the reference weights) keeps the model's own values.
 STRUCTURAL_BUFFERS = ("num_batches_tracked", "relative_position_index")
@@ -40,12 +42,23 @@ _HRNEXT_AUTHOR_SIGNS = re.compile(r"\.conv\.(aggregation|attention)\.|(dw3x3|pro
 _CLASSIFIER_PREFIXES = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.", "fc.", "head.fc.")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model."""
-
-
 @dataclass
 class LoadReport:
+    """What :func:`load_weights` did with one weights file.
+
+    Attributes:
+        source: the file (or ``"state dict"``).
+        layout: the layout detected (``hrbench``, ``mmpose-0.x``, ``hrnext-authors``, ``backbone-only``).
+        loaded: number of tensors copied into the model.
+        missing: model keys the file does not have (left as initialised).
+        unexpected: file keys the model does not have (ignored).
+        mismatched: ``(key, shape in the file, shape in the model)`` for keys of different shape (not loaded).
+        kept_buffers: structural buffers (``num_batches_tracked``, ``relative_position_index``) the file
+            lacks; the model's own values are kept.
+        ignored: classifier keys skipped with ``backbone_only``.
+    ``ok`` is True when nothing is missing, unexpected or mis-shaped; ``summary()`` says it in words.
+    """
+
     source: str
     layout: str
     loaded: int = 0
@@ -78,12 +91,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """The raw state dict inside a checkpoint file, unwrapped from training/DDP wrappers."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise WeightsError(f"checkpoint {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle garbage, not a torch file
-        raise CheckpointError(f"cannot read checkpoint {path} ({path.stat().st_size} bytes): it is truncated "
-                              f"or not a PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise WeightsError(f"cannot read checkpoint {path} ({path.stat().st_size} bytes): it is truncated "
+                           f"or not a PyTorch checkpoint ({type(e).__name__}: {first})") from None
     return unwrap(obj, str(path))
 
 
@@ -94,7 +108,7 @@ def unwrap(obj, source: str = "state dict") -> dict:
                 break
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(f"{source}: no state dict of tensors found")
+        raise WeightsError(f"{source}: no state dict of tensors found")
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
@@ -135,12 +149,15 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | dict, *, stri
 
     ``backbone_only``: load only ``backbone.*`` (ImageNet initialisation), leaving the head fresh and
     ignoring classifier keys.  With ``strict`` (the default) any missing, unexpected or mis-shaped key
-    raises :class:`CheckpointError` naming them; otherwise what fits is loaded and the report lists the rest.
+    raises :class:`WeightsError` naming them; otherwise what fits is loaded and the report lists the rest.
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         source, sd = str(checkpoint), read_checkpoint(checkpoint)
     else:
         source, sd = "state dict", unwrap(checkpoint)
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"{source}: checkpoint has non-finite weights (NaN/inf in {len(bad)} tensors, e.g. {bad[0]})")
     sd, layout = convert_state_dict(sd)
     report = LoadReport(source=source, layout=layout)
     target = model.state_dict()
@@ -163,7 +180,7 @@ def load_weights(model: nn.Module, checkpoint: str | os.PathLike | dict, *, stri
             (report.kept_buffers if k.endswith(STRUCTURAL_BUFFERS) else report.missing).append(k)
     report.loaded = len(to_load)
     if strict and not report.ok:
-        raise CheckpointError(f"checkpoint does not fit {getattr(model, 'model_name', type(model).__name__)} "
+        raise WeightsError(f"{source}: checkpoint does not fit {getattr(model, 'model_name', type(model).__name__)} "
                               f"(pass strict=False to load what fits):\n{report.summary()}"
                               f"{_guess(sd, target)}")
     model.load_state_dict(to_load, strict=False)
