@@ -234,7 +234,7 @@ def test_evalcfg_options_reach_the_evaluator(monkeypatch):
         ann_file, meta = "x.json", COCO_META
 
     assert builders.evaluate(None, DS(), exp, device="cpu", progress=False) == {"AP": 0.5}
-    assert seen == dict(score_mode="bbox", keypoint_score_thr=0.3, nms_mode="soft_oks_nms", nms_thr=0.5)
+    assert seen == dict(score_mode="bbox", keypoint_score_thr=0.3, nms_mode="soft_oks_nms", nms_thr=0.5, on_eval=None)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -145,8 +145,9 @@ def test_annotation_validator(data):
 # ------------------------------------------------------------------------------------------- --set
 EXP = get_experiment("demo-hrnext")
 KEYS = valid_keys(EXP)
-_HINTS = {s: typing.get_type_hints(type(getattr(EXP, s))) for s in ("model", "data", "init", "optim", "sched",
-                                                                      "train", "eval")}
+# Every dataclass section of an Experiment (model, data, ..., source): derived, so a new section is fuzzed too.
+_HINTS = {f.name: typing.get_type_hints(type(getattr(EXP, f.name))) for f in dataclasses.fields(EXP)
+          if dataclasses.is_dataclass(getattr(EXP, f.name))}
 _TEXTS = st.sampled_from(["10", "0", "-3", "0x10", "1e3", "2.5", "nan", "inf", "true", "False", "yes", "none",
                           "null", "", "256x192", "128,96", "[1, 2]", "[0.9, 0.99]", "{}", '{"a": 1}', "abc",
                           " 7 ", "1_000", "cuda", "det", "gt", "adam", "msra", "light"]) | st.text(max_size=10)

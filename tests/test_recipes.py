@@ -12,7 +12,6 @@ metric, checkpoint interval). A departure is allowed only where the registry say
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 from pathlib import Path
 
