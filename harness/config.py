@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import backbones
 from harness.data.codecs import default_sigma
 from harness.data.transforms import AUGMENT_PRESETS
 from harness.errors import ConfigError
+from harness.eval.options import NmsMode, ScoreMode, eval_option_problem
 from harness.io import atomic_write_text
 from harness.validate import check_hw, choice, coerce, fail, positive, scalar
 
@@ -66,9 +66,6 @@ SchedName = Literal["cosine", "multistep", "constant"]
 WarmupStyle = Literal["mmcv", "mmengine"]
 Pretrain = Literal["none", "imagenet"]
 Boxes = Literal["det", "gt"]
-# mmpose 1.3.2 CocoMetric's options (harness.eval.postprocess implements them).
-ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
-NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
 
 @dataclass(frozen=True)
 class ModelCfg:
@@ -289,26 +286,6 @@ class TrainCfg:
         for name in ("val_interval", "ckpt_interval", "ckpt_interval_iters", "max_iters"):
             positive(f"train.{name}", getattr(self, name), allow_zero=True)
         positive("train.log_interval", self.log_interval)
-
-
-def eval_option_problem(score_mode: Any, keypoint_score_thr: Any, nms_mode: Any,
-                        nms_thr: Any) -> tuple[str, str] | None:
-    """(field, message) for the first invalid scoring/NMS option, else None (used by ``EvalCfg``
-    and by ``harness.eval.postprocess``)."""
-    def number_in(v, lo_open: bool) -> bool:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        return ok and (v > 0 if lo_open else v >= 0) and v <= 1
-
-    if score_mode not in typing.get_args(ScoreMode):
-        return "score_mode", f"must be one of {list(typing.get_args(ScoreMode))}, got {score_mode!r}"
-    if nms_mode not in typing.get_args(NmsMode):
-        return "nms_mode", f"must be one of {list(typing.get_args(NmsMode))}, got {nms_mode!r}"
-    if not number_in(keypoint_score_thr, lo_open=False):
-        return "keypoint_score_thr", f"must be a number in [0, 1], got {keypoint_score_thr!r}"
-    soft = nms_mode == "soft_oks_nms"  # its Gaussian decay divides by nms_thr
-    if not number_in(nms_thr, lo_open=soft):
-        return "nms_thr", f"must be a number in {'(0, 1] for soft_oks_nms' if soft else '[0, 1]'}, got {nms_thr!r}"
-    return None
 
 
 @dataclass(frozen=True)

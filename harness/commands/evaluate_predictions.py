@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-import typing
 from pathlib import Path
 
-from harness.config import NmsMode, ScoreMode  # light (no numpy/torch): fine at CLI start-up
+from harness.eval.options import NMS_MODES, SCORE_MODES  # light (no numpy/torch): fine at CLI start-up
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,14 @@ def add_parser(subparsers) -> None:
 def add_eval_options(p: argparse.ArgumentParser) -> None:
     """mmpose CocoMetric's scoring and NMS options (same names, meanings, defaults), shared by the commands
     that score raw predictions (``evaluate-predictions``, ``compare``)."""
-    p.add_argument("--score-mode", choices=typing.get_args(ScoreMode), default="bbox_keypoint",
+    p.add_argument("--score-mode", choices=SCORE_MODES, default="bbox_keypoint",
                    help="instance score the results are ranked by: bbox_keypoint = box score x mean of the "
                    "keypoint scores above --keypoint-score-thr (0 if none is); bbox = box score; keypoint = "
                    "mean of all keypoint scores (default bbox_keypoint)")
     p.add_argument("--keypoint-score-thr", type=float, default=0.2,
                    help="keypoint scores above this count in the bbox_keypoint score (other modes ignore it; "
                    "default 0.2)")
-    p.add_argument("--nms-mode", choices=typing.get_args(NmsMode), default="oks_nms",
+    p.add_argument("--nms-mode", choices=NMS_MODES, default="oks_nms",
                    help="per image: oks_nms = greedy, drop an instance whose OKS with a kept one is > --nms-thr; "
                    "soft_oks_nms = keep at most 20 instances, picked greedily while each pick decays the "
                    "others' ranking score by exp(-OKS^2/--nms-thr) (reported scores unchanged); none = keep all "
@@ -74,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.errors import MissingFileError, UsageError
     from harness.eval.coco_eval import evaluate, format_metrics, load_coco_gt
     from harness.eval.details import EvalDetails
-    from harness.eval.postprocess import RawPredictions, check_options
+    from harness.eval.options import check_options
+    from harness.eval.postprocess import RawPredictions
     from harness.io import atomic_write_json, check_output_file
 
     try:

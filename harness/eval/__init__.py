@@ -1,7 +1,23 @@
-"""Inference and COCO-style evaluation: ``predict`` -> raw predictions -> ``evaluate`` -> metrics."""
-from harness.eval.coco_eval import CROWD_METRIC_NAMES, METRIC_NAMES, evaluate, format_metrics
-from harness.eval.inference import predict, predict_arrays
-from harness.eval.postprocess import RawPredictions, oks_matrix, oks_nms, rescore, soft_oks_nms
+"""Inference and COCO-style evaluation: ``predict`` -> raw predictions -> ``evaluate`` -> metrics.
 
-__all__ = ["predict", "predict_arrays", "evaluate", "format_metrics", "RawPredictions",
-           "oks_matrix", "oks_nms", "soft_oks_nms", "rescore", "METRIC_NAMES", "CROWD_METRIC_NAMES"]
+The names below are loaded on first use, so that the CLI can read :mod:`harness.eval.options` at
+start-up without importing numpy, torch or xtcocotools.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "predict": "inference", "predict_arrays": "inference",
+    "evaluate": "coco_eval", "format_metrics": "coco_eval", "METRIC_NAMES": "coco_eval",
+    "CROWD_METRIC_NAMES": "coco_eval",
+    "RawPredictions": "postprocess", "oks_matrix": "postprocess", "oks_nms": "postprocess",
+    "soft_oks_nms": "postprocess", "rescore": "postprocess",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"harness.eval.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'harness.eval' has no attribute {name!r}")

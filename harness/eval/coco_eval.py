@@ -20,7 +20,8 @@ from harness.data.metainfo import DatasetMeta
 from harness.errors import AnnotationError, PredictionError
 from harness.io import atomic_write_json
 from harness.report.tabular import Column, Table, fmt_num
-from harness.eval.postprocess import RawPredictions, check_options, postprocess, to_coco_results
+from harness.eval.options import check_options
+from harness.eval.postprocess import RawPredictions, postprocess, to_coco_results
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ iterate, once per kept instance.
 """
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -33,17 +32,13 @@ import itertools
 
 import numpy as np
 
-from harness.config import NmsMode, ScoreMode, eval_option_problem
-from harness.errors import ConfigError, PredictionError
+from harness.eval.options import NMS_MODES, SCORE_MODES, check_options
+from harness.errors import PredictionError
 from harness.validate import FLOAT32_MAX, integer, number
 
 __all__ = ["RawPredictions", "SCORE_MODES", "NMS_MODES", "SOFT_NMS_MAX_DETS", "rescore", "instance_scores",
            "oks_matrix", "oks_nms", "soft_oks_nms", "check_options", "postprocess", "to_coco_results"]
 
-# mmpose 1.3.2 CocoMetric's ``score_mode`` also allows 'bbox_rle' (RLE heads' scores, which
-# heatmap models do not have); it is left out.
-SCORE_MODES: tuple[str, ...] = typing.get_args(ScoreMode)
-NMS_MODES: tuple[str, ...] = typing.get_args(NmsMode)
 SOFT_NMS_MAX_DETS = 20  # mmpose's soft_oks_nms default, which CocoMetric does not override
 
 
@@ -315,13 +310,6 @@ def _group_by_image(image_ids: np.ndarray) -> list[np.ndarray]:
     counts = np.bincount(inv, minlength=len(uniq))
     groups = np.split(order, np.cumsum(counts)[:-1])
     return [groups[j] for j in np.argsort(first, kind="stable")]
-
-
-def check_options(score_mode: str, keypoint_score_thr: float, nms_mode: str, nms_thr: float) -> None:
-    """ConfigError naming the option when one is out of its domain (the rule ``EvalCfg`` applies)."""
-    problem = eval_option_problem(score_mode, keypoint_score_thr, nms_mode, nms_thr)
-    if problem:
-        raise ConfigError(f"{problem[0]}: {problem[1]}")
 
 
 def postprocess(preds: RawPredictions, sigmas: np.ndarray, *, score_mode: str = "bbox_keypoint",
