@@ -142,16 +142,39 @@ def test_same_conv_skips_padding_only_taps_exactly(hw):
     from backbones.layers import SameConv2d
 
     torch.manual_seed(0)
-    conv = SameConv2d(6, 6, 7, dilation=3, groups=6)
-    x = torch.randn(2, 6, *hw, requires_grad=True)
+    conv = SameConv2d(6, 6, 7, dilation=3, groups=6).double()
+    x = torch.randn(2, 6, *hw, dtype=torch.float64, requires_grad=True)
     y = conv(x)
     g = torch.randn_like(y)
     gx, gw = torch.autograd.grad(y, (x, conv.weight), g)
     ref = torch.nn.functional.conv2d(x, conv.weight, None, padding=9, dilation=3, groups=6)
     rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
     assert y.shape == ref.shape == x.shape
-    torch.testing.assert_close(y, ref, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gw, rw, rtol=0, atol=1e-6)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gw, rw, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
         SameConv2d(6, 6, 4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("hw", [(64, 48), (16, 12), (8, 6), (10, 11), (32, 24)])
+def test_dilated_depthwise_phase_conv_equals_the_dilated_conv(hw, channels_last):
+    # HRNeXt's 7x7 dilation-3 gate: the phase-decomposed conv gives the plain conv's outputs and gradients
+    from backbones.layers import SameConv2d
+
+    torch.manual_seed(0)
+    conv = SameConv2d(5, 5, 7, dilation=3, groups=5, bias=True).double()
+    x = torch.randn(2, 5, *hw, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = conv(x)
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, conv.weight, conv.bias), g)
+    ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=9, dilation=3, groups=5)
+    want = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
