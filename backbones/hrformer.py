@@ -100,6 +100,8 @@ class LocalWindowSelfAttention(nn.Module):
 class CrossFFN(nn.Module):
     """1x1 expand -> depthwise 3x3 -> 1x1 project, each followed by BN + GELU (on NCHW maps)."""
 
+    fuse_pairs = (("fc1", "norm1"), ("dw3x3", "norm2"), ("fc2", "norm3"))
+
     def __init__(self, dim: int, hidden: int, norm: str = "bn"):
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden, 1)

@@ -18,6 +18,8 @@ from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 class BottleneckStem:
     """Two strided 3x3 convs + a stage 1 of Bottlenecks (HRNet's; HRFormer reuses it)."""
 
+    fuse_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
     def _build_stem(self, cfg: HRConfig) -> None:
         w = cfg.stem_width
         self.conv1 = nn.Conv2d(cfg.in_channels, w, 3, stride=2, padding=1, bias=False)

@@ -125,6 +125,37 @@ def dilated_depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     return y[:, :, :h, :w].contiguous()
 
 
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that directly follows a static conv into that conv, in place.
+
+    ``BN(conv(x)) = conv'(x)`` with ``W' = W * s`` and ``b' = (b - mean) * s + beta``,
+    ``s = gamma / sqrt(var + eps)``; the BN becomes ``nn.Identity``.  Pairs are found in ``nn.Sequential``
+    runs (conv, BN) and in the ``fuse_pairs`` ``(conv_attr, norm_attr)`` that blocks declare; a BN after a
+    dynamic conv or anything else is left as it is.  Only valid for inference (running statistics).
+    """
+    def pairs(m):
+        if isinstance(m, nn.Sequential):
+            names = [n for n, _ in m.named_children()]
+            yield from zip(names, names[1:])
+        yield from getattr(m, "fuse_pairs", ())
+
+    for parent in list(model.modules()):
+        for conv_name, norm_name in list(pairs(parent)):
+            conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
+            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm)):
+                continue
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            shift = -norm.running_mean * scale
+            if norm.affine:
+                scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+            conv.weight.copy_(conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+            conv.bias = nn.Parameter(bias * scale + shift)
+            setattr(parent, norm_name, nn.Identity())
+    return model
+
+
 def drop_path_or_identity(rate: float) -> nn.Module:
     return DropPath(rate) if rate > 0.0 else nn.Identity()
 
@@ -133,6 +164,7 @@ class BasicBlock(nn.Module):
     """HRNet's 3x3-3x3 residual block (keys conv1/bn1/conv2/bn2[/downsample])."""
 
     expansion = 1
+    fuse_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, in_ch: int, out_ch: int, *, norm: str = "bn", drop_path: float = 0.0,
                  downsample: nn.Module | None = None):
@@ -156,6 +188,7 @@ class Bottleneck(nn.Module):
     """1x1-3x3-1x1 residual block with 4x expansion (HRNet/HRFormer stage 1)."""
 
     expansion = 4
+    fuse_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch: int, out_ch: int, *, norm: str = "bn", drop_path: float = 0.0,
                  downsample: nn.Module | None = None):

@@ -178,3 +178,33 @@ def test_dilated_depthwise_phase_conv_equals_the_dilated_conv(hw, channels_last)
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _random_bn_statistics(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for t, lo, hi in ((m.running_mean, -0.2, 0.2), (m.running_var, 0.5, 1.5),
+                                  (m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fuse_folds_batchnorm_and_keeps_the_outputs(name):
+    model = _random_bn_statistics(create_pose_model(name)).eval()
+    fused = model.fuse()
+    n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    left = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    assert left < n_bn // 2 if name.startswith("hrnext") else left == 0  # HRNeXt: BNs after dynamic convs stay
+    assert not model.fused and fused.fused and not fused.training
+    x = _inputs(seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-5)
+        m64 = copy.deepcopy(model).double()  # fold in float64 too: folding in float32 rounds the weights
+        f64 = m64.fuse()
+        ref = m64(x.double())
+        torch.testing.assert_close(f64(x.double()), ref, rtol=1e-10, atol=1e-12 * ref.abs().max().item())
+    with pytest.raises(RuntimeError, match="inference only"):
+        fused.train()
