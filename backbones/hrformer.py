@@ -142,6 +142,10 @@ class HRFormerBlock(nn.Module):
 
 @dataclass
 class HRFormerConfig(HRConfig):
+    """HRFormer's config: :class:`HRConfig` plus the transformer blocks' ``num_heads`` (per branch),
+    ``mlp_ratio`` (FFN width / block width), ``window_size`` (square local windows), ``with_rpe``
+    (relative position bias) and ``with_pad_mask`` (mask padded tokens; off in the reference)."""
+
     stage1_blocks: int = 2
     num_modules: tuple[int, int, int] = (1, 4, 2)
     num_blocks: tuple[int, int, int] = (2, 2, 2)
@@ -163,6 +167,12 @@ class HRFormerConfig(HRConfig):
 
 
 class HRFormer(BottleneckStem, HRNetBase):
+    """HRFormer backbone (mmpose 1.x ``HRFormer`` layout).
+
+    ``HRFormer(cfg)(x)``: x (N, in_channels, H, W) -> list of feature maps, the first
+    (N, widths[0], H/4, W/4); all four branches when ``cfg.multiscale_output``.
+    """
+
     fusion = FusionStyle(upsample="bilinear", downsample="dwsep", act="relu")
     act = "relu"
 

@@ -227,6 +227,9 @@ BLOCKS = ("hrnext", "hrformer", "hrnet")
 
 @dataclass
 class HRNeXtConfig(HRConfig):
+    """HRNeXt's config: :class:`HRConfig` plus the dynamic-kernel counts (``num_kernels`` per branch,
+    ``stage1_kernels``), ``mlp_ratio`` and the ablation switches listed in the module docstring."""
+
     stage1_blocks: int = 2
     num_modules: tuple[int, int, int] = (2, 4, 2)
     num_blocks: tuple[int, int, int] = (2, 2, 2)
@@ -270,6 +273,13 @@ class HRNeXtConfig(HRConfig):
 
 
 class HRNeXt(HRNetBase):
+    """HRNeXt backbone (the authors' release, with the key renames of ``harness.checkpoint``).
+
+    ``HRNeXt(cfg)(x)``: x (N, in_channels, H, W) -> list of feature maps, the first
+    (N, widths[0], H/4, W/4); all four branches when ``cfg.multiscale_output``.  Training with dynamic
+    convs needs N >= 2 (their kernel attention uses batch statistics).
+    """
+
     fusion = FusionStyle(upsample="bilinear", downsample="dwsep", act="gelu")
     fuse_pairs = tuple((f"conv{i}", f"bn{i}") for i in (1, 2, 3, 4))
     act = "gelu"
