@@ -18,6 +18,8 @@ from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 class BottleneckStem:
     """Two strided 3x3 convs + a stage 1 of Bottlenecks (HRNet's; HRFormer reuses it)."""
 
+    fuse_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
     def _build_stem(self, cfg: HRConfig) -> None:
         w = cfg.stem_width
         self.conv1 = nn.Conv2d(cfg.in_channels, w, 3, stride=2, padding=1, bias=False)
@@ -39,12 +41,21 @@ class BottleneckStem:
 
 @dataclass
 class HRNetConfig(HRConfig):
+    """HRNet's config: the :class:`HRConfig` fields with HRNet-W32's stage layout as defaults
+    (stage 1 of 4 Bottlenecks; 1, 4, 3 modules of 4 BasicBlocks per branch in stages 2-4)."""
+
     stage1_blocks: int = 4
     num_modules: tuple[int, int, int] = (1, 4, 3)
     num_blocks: tuple[int, int, int] = (4, 4, 4)
 
 
 class HRNet(BottleneckStem, HRNetBase):
+    """HRNet backbone (mmpose 1.x ``HRNet`` layout).
+
+    ``HRNet(cfg)(x)``: x (N, in_channels, H, W) -> list of feature maps, the
+    first (N, widths[0], H/4, W/4); all four branches (1/4 ... 1/32) when ``cfg.multiscale_output``.
+    """
+
     fusion = FusionStyle(upsample="nearest", downsample="conv3x3", act="relu")
     act = "relu"
 

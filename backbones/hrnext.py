@@ -41,6 +41,8 @@ class KernelAttention(nn.Module):
     The BN sees a (B, C/4, 1, 1) tensor, so training needs batch >= 2 (as in the reference).
     """
 
+    fuse_pairs = (("conv1", "norm"),)
+
     def __init__(self, channels: int, num_kernels: int, norm: str = "bn", reduction: int = 4):
         super().__init__()
         mid = channels // reduction if channels != 3 else num_kernels
@@ -110,6 +112,8 @@ def dconv(in_ch: int, out_ch: int, kernel_size: int, *, groups: int = 1, dilatio
 
 
 class DynamicLocalPerception(nn.Module):
+    fuse_pairs = (("dw3x3", "norm"),)  # folded only when the conv is static
+
     def __init__(self, dim: int, kernel_size: int = 3, num_kernels: int = 1, dynamic: bool = True,
                  norm: str = "bn"):
         super().__init__()
@@ -139,6 +143,10 @@ class SpatialGate(nn.Module):
         self.add_module(f"norm{len(convs) + 1}", make_norm(norm, dim))
         self.names.append(("pw", f"norm{len(convs) + 1}"))
 
+    @property
+    def fuse_pairs(self):
+        return tuple(self.names)
+
     def forward(self, x):
         g = x
         for conv, norm in self.names:
@@ -147,6 +155,8 @@ class SpatialGate(nn.Module):
 
 
 class GlobalFFN(nn.Module):
+    fuse_pairs = (("proj1", "norm1"), ("proj2", "norm2"))
+
     def __init__(self, dim: int, gate: bool = True, gate_convs=((5, 1), (7, 3)), gate_mode: str = "mul",
                  norm: str = "bn"):
         super().__init__()
@@ -163,6 +173,8 @@ class GlobalFFN(nn.Module):
 
 
 class DynamicFFN(nn.Module):
+    fuse_pairs = (("proj1", "norm1"), ("dw", "norm2"), ("proj2", "norm3"))  # the static convs only
+
     def __init__(self, dim: int, hidden: int, num_kernels: int = 1, dynamic: bool = True, norm: str = "bn"):
         super().__init__()
         kw = dict(num_kernels=num_kernels, dynamic=dynamic, norm=norm)
@@ -215,6 +227,9 @@ BLOCKS = ("hrnext", "hrformer", "hrnet")
 
 @dataclass
 class HRNeXtConfig(HRConfig):
+    """HRNeXt's config: :class:`HRConfig` plus the dynamic-kernel counts (``num_kernels`` per branch,
+    ``stage1_kernels``), ``mlp_ratio`` and the ablation switches listed in the module docstring."""
+
     stage1_blocks: int = 2
     num_modules: tuple[int, int, int] = (2, 4, 2)
     num_blocks: tuple[int, int, int] = (2, 2, 2)
@@ -258,7 +273,15 @@ class HRNeXtConfig(HRConfig):
 
 
 class HRNeXt(HRNetBase):
+    """HRNeXt backbone (the authors' release, with the key renames of ``harness.checkpoint``).
+
+    ``HRNeXt(cfg)(x)``: x (N, in_channels, H, W) -> list of feature maps, the first
+    (N, widths[0], H/4, W/4); all four branches when ``cfg.multiscale_output``.  Training with dynamic
+    convs needs N >= 2 (their kernel attention uses batch statistics).
+    """
+
     fusion = FusionStyle(upsample="bilinear", downsample="dwsep", act="gelu")
+    fuse_pairs = tuple((f"conv{i}", f"bn{i}") for i in (1, 2, 3, 4))
     act = "gelu"
     stage1_in_drop_path = True
 

@@ -26,6 +26,19 @@ _FAMILIES: dict[str, type] = {}
 
 def register_family(family: str, cls: type[nn.Module], config_cls: type, variants: dict,
                     paper: dict[str, str] | None = None) -> None:
+    """Register a backbone family and its named variants.
+
+    Args:
+        family: family name (``"hrnet"``, ``"hrformer"``, ``"hrnext"``), as listed by ``list_families()``.
+        cls: the backbone class; ``cls(config)`` builds a module mapping images (N, in_channels, H, W) to a
+            list of feature maps, the first at (N, widths[0], H/4, W/4).
+        config_cls: the family's :class:`~backbones.scaffold.HRConfig` subclass.
+        variants: variant name -> config instance (each name may be registered once).
+        paper: variant name -> ``"HxW"`` input size, for the variants that are paper models.
+
+    Raises:
+        ValueError: a variant name is already registered.
+    """
     _FAMILIES[family] = config_cls
     for name, cfg in variants.items():
         if name in _REGISTRY:

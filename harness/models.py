@@ -6,10 +6,13 @@ HRNeXt authors' ``TopdownHeatmapSimpleHead`` with ``num_deconv_layers=0``.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
 import backbones
+from backbones.layers import fold_batchnorm
 
 
 class HeatmapHead(nn.Module):
@@ -37,8 +40,26 @@ class PoseModel(nn.Module):
         self.family = getattr(backbone, "family", None)
         self.num_keypoints = num_keypoints
 
+    fused: bool = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def fuse(self) -> "PoseModel":
+        """An inference copy with every BatchNorm that follows a static conv folded into it (eval mode).
+
+        Same heatmaps as ``self.eval()`` up to float rounding, fewer passes over memory.  The copy cannot
+        train (its state dict has conv biases instead of those BNs); ``self`` is left unchanged.
+        """
+        model = fold_batchnorm(copy.deepcopy(self).eval())
+        model.fused = True
+        return model
+
+    def train(self, mode: bool = True) -> "PoseModel":
+        if mode and self.fused:
+            raise RuntimeError("a fused model (PoseModel.fuse()) is for inference only: fuse the trained "
+                               "model again instead of training the fused copy")
+        return super().train(mode)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)

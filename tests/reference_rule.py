@@ -54,3 +54,25 @@ def reference_input(height: int, width: int) -> torch.Tensor:
 
 def expected_heatmaps(name: str) -> np.ndarray:
     return np.load(FIXTURES / f"{name}.heatmaps.npy")
+
+
+GRAD_PROBE_HW = (128, 96)
+
+
+def grad_probe_batch(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient fixtures' input (two samples) and the loss weights ``R`` of ``(heatmaps * R).sum()``."""
+    x = reference_input(*GRAD_PROBE_HW)
+    x = torch.cat([x, -x]).to(dtype)
+    h, w = GRAD_PROBE_HW
+    probe = torch.randn((2, 17, h // 4, w // 4), generator=_rng("grad-probe")).to(dtype)
+    return x, probe
+
+
+def gradient_probe(key: str, shape) -> torch.Tensor:
+    return torch.randn(tuple(shape), generator=_rng("probe:" + key), dtype=torch.float64)
+
+
+def fingerprint(key: str, t: torch.Tensor) -> list[float]:
+    """[sum of squares, dot with ``gradient_probe(key)``] of a tensor, in float64."""
+    t = t.detach().double()
+    return [float(t.square().sum()), float((t * gradient_probe(key, t.shape)).sum())]

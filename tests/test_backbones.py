@@ -142,16 +142,69 @@ def test_same_conv_skips_padding_only_taps_exactly(hw):
     from backbones.layers import SameConv2d
 
     torch.manual_seed(0)
-    conv = SameConv2d(6, 6, 7, dilation=3, groups=6)
-    x = torch.randn(2, 6, *hw, requires_grad=True)
+    conv = SameConv2d(6, 6, 7, dilation=3, groups=6).double()
+    x = torch.randn(2, 6, *hw, dtype=torch.float64, requires_grad=True)
     y = conv(x)
     g = torch.randn_like(y)
     gx, gw = torch.autograd.grad(y, (x, conv.weight), g)
     ref = torch.nn.functional.conv2d(x, conv.weight, None, padding=9, dilation=3, groups=6)
     rx, rw = torch.autograd.grad(ref, (x, conv.weight), g)
     assert y.shape == ref.shape == x.shape
-    torch.testing.assert_close(y, ref, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gw, rw, rtol=0, atol=1e-6)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gx, rx, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gw, rw, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
         SameConv2d(6, 6, 4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("hw", [(64, 48), (16, 12), (8, 6), (10, 11), (32, 24)])
+def test_dilated_depthwise_phase_conv_equals_the_dilated_conv(hw, channels_last):
+    # HRNeXt's 7x7 dilation-3 gate: the phase-decomposed conv gives the plain conv's outputs and gradients
+    from backbones.layers import SameConv2d
+
+    torch.manual_seed(0)
+    conv = SameConv2d(5, 5, 7, dilation=3, groups=5, bias=True).double()
+    x = torch.randn(2, 5, *hw, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = conv(x)
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, conv.weight, conv.bias), g)
+    ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=9, dilation=3, groups=5)
+    want = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _random_bn_statistics(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                for t, lo, hi in ((m.running_mean, -0.2, 0.2), (m.running_var, 0.5, 1.5),
+                                  (m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return model
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fuse_folds_batchnorm_and_keeps_the_outputs(name):
+    model = _random_bn_statistics(create_pose_model(name)).eval()
+    fused = model.fuse()
+    n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    left = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    assert left < n_bn // 2 if name.startswith("hrnext") else left == 0  # HRNeXt: BNs after dynamic convs stay
+    assert not model.fused and fused.fused and not fused.training
+    x = _inputs(seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-5)
+        m64 = copy.deepcopy(model).double()  # fold in float64 too: folding in float32 rounds the weights
+        f64 = m64.fuse()
+        ref = m64(x.double())
+        torch.testing.assert_close(f64(x.double()), ref, rtol=1e-10, atol=1e-12 * ref.abs().max().item())
+    with pytest.raises(RuntimeError, match="inference only"):
+        fused.train()
