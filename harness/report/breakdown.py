@@ -163,8 +163,15 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
         attrs.setdefault(a, []).append(b)
     n = max(1, len(attrs))
     width = max(6.4, 4.6 * n)
-    fig = new_figure(width, 4.2)
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=0.8, bottom=0.3, wspace=0.25)
+    labels = [r["display_name"] + (f" (n={r['n']})" if r["n"] > 1 else "") for r in rows]
+    # Legend columns that fit the width (about 0.055 in per character at 9 pt, plus the handle).
+    col_w = 0.055 * max((len(t) for t in labels), default=0) + 0.6
+    ncol = max(1, min(len(labels), 4, int((width - 0.2) // col_w)))
+    extra = 0.25 * (max(1, math.ceil(len(labels) / ncol)) - 1)  # inches for more legend rows
+    height = 4.2 + extra
+    fig = new_figure(width, height)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=1 - 0.84 / height,
+                        bottom=(1.26 + extra) / height, wspace=0.25)
     axes = fig.subplots(1, n, squeeze=False)[0]
     if not rows:
         axes[0].text(0.5, 0.5, "no measured breakdown yet\n(python -m harness test EXP --checkpoint FILE --breakdown occlusion)",
@@ -190,17 +197,16 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
             ys = [r["bins"].get(f"{attr}: {b}", (math.nan, math.nan, 0)) for b in bins]
             series.append(Series(range(len(bins)), [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else math.nan for y in ys],
                                  color=FAMILY_COLORS.get(r["family"], OTHER_COLOR), marker=markers[i % len(markers)],
-                                 size=6, line="-", line_width=1.4,
-                                 name=r["display_name"] + (f" (n={r['n']})" if r["n"] > 1 else "")))
+                                 size=6, line="-", line_width=1.4, name=labels[i]))
         draw_series(ax, series, renderer=renderer)
         if k == 0:
             handles = [s.handle() for s in series]
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     pooled = any(r["n"] > 1 for r in rows)
     name = {"coco": "COCO", "ochuman": "OCHuman", "crowdpose": "CrowdPose"}.get(dataset, dataset)
-    fig.suptitle(title or f"{name}: AP per occlusion level", fontsize=11, y=0.97)
-    fig.text(0.5, 0.885, "people outside a bin ignored" + ("; error bars: std over n seeds" if pooled else ""),
+    fig.suptitle(title or f"{name}: AP per occlusion level", fontsize=11, y=1 - 0.126 / height)
+    fig.text(0.5, 1 - 0.483 / height, "people outside a bin ignored" + ("; error bars: std over n seeds" if pooled else ""),
              ha="center", fontsize=9, color="0.3")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return save_figure(fig, Path(out_dir) / f"{dataset}_ap_by_occlusion", ("png", "pdf"), dpi=200)

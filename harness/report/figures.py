@@ -178,7 +178,7 @@ def _legend_rows(pts_all: pd.DataFrame) -> tuple[list[Line2D], list[Line2D]]:
     if "measured" in kinds:
         pooled = "n" in pts_all and bool((pts_all["n"] > 1).any())
         row2.append(Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec="0.35", mew=1.6,
-                           label="measured (this repo)" + ("; bars: std over n seeds" if pooled else "")))
+                           label="measured (± std, seeds)" if pooled else "measured (this repo)"))
     return row1, row2
 
 
