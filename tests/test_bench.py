@@ -183,6 +183,10 @@ def test_bench_quick_writes_the_report_with_ratios(tmp_path, capsys):
     ev = rep["eval"]
     assert ev["predictions"] == 500 * 20 and 0 < ev["kept_after_nms"] < ev["predictions"]
     assert 0 < ev["nms_share_of_evaluate"] < 1 and 0 <= ev["AP_sanity"] <= 1
+    bs = ev["bootstrap"]  # the paired bootstrap of two models on the same synthetic set
+    assert bs["images"] == 500 and bs["resamples"] == 100 and bs["seconds_resamples"] > 0
+    lo, hi = bs["diff"][1], bs["diff"][2]
+    assert lo <= bs["diff"][0] <= hi and "Paired bootstrap: 500 images" in md
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]  # no temp files left
     assert "wrote" in capsys.readouterr().out
 

@@ -109,7 +109,7 @@ def test_breakdown_table_lists_reported_rows_without_numbers(tmp_path):
 
 
 def test_seed_pooling():
-    from harness.report.breakdown import mean_std
+    from harness.report.seeds import mean_std
 
     m, s, n = mean_std([0.2, 0.4, None])
     assert (m, n) == (pytest.approx(0.3), 2) and s == pytest.approx(np.std([0.2, 0.4], ddof=1))

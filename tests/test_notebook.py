@@ -31,13 +31,15 @@ def test_notebook_regenerates_everything(tmp_path, monkeypatch):
     client.execute()  # raises CellExecutionError on any failing cell
 
     assert sorted(p.name for p in (out / "tables").iterdir()) == sorted(
-        f"{d}.{e}" for d in ("coco", "ochuman", "crowdpose") for e in ("md", "tex", "csv"))
-    assert len(list((out / "figures").glob("*.png"))) == 5 and len(list((out / "figures").glob("*.pdf"))) == 5
+        f"{d}{part}.{e}" for d in ("coco", "ochuman", "crowdpose") for part in ("", "_breakdown", "_intervals")
+        for e in ("md", "tex", "csv"))
+    # 5 accuracy-vs-cost figures + AP per occlusion level for coco, ochuman, crowdpose
+    assert len(list((out / "figures").glob("*.png"))) == 5 + 3 and len(list((out / "figures").glob("*.pdf"))) == 5 + 3
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "3 malformed file(s) skipped" in text
     assert "coco     AP vs gflops   Pareto front: HRNeXt-S 256x192, HRNeXt-B 384x288, HRFormer-B 384x288" in text
     shown = [o for o in outputs if o.output_type == "display_data"]
-    assert sum("image/png" in o.data for o in shown) == 5
+    assert sum("image/png" in o.data for o in shown) == 5 + 3
     assert sum("text/markdown" in o.data for o in shown) == 3
     assert not (REPO / "notebooks" / "results").exists()

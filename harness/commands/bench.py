@@ -9,7 +9,8 @@
 2. Ours in channels_last against ours in the default layout, the same way.
 3. The data pipeline (``harness.profile.databench.bench_pipeline``): ours against mmpose's (the
    reference kit's interpreter has mmpose), per sample on one thread.
-4. Evaluation: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set.
+4. Evaluation: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set, and the
+   paired bootstrap (``harness.profile.databench.bench_bootstrap``): 1,000 resamples of two models.
 
 Writes ``results/bench/report.md`` and ``report.json`` (atomically): ratios, spreads, both sides' torch,
 machine and date.  ``--quick`` (demo models, no reference, one round, a smaller evaluation set) is what
@@ -51,10 +52,12 @@ class BenchSettings:
     data_repeats: int = 3
     eval_images: int = 5000
     eval_per_image: int = 20
+    bootstrap_resamples: int = 1000
     quick: bool = False
 
     def __post_init__(self):
-        for f in ("batch", "threads", "iters", "rounds", "data_repeats", "eval_images", "eval_per_image"):
+        for f in ("batch", "threads", "iters", "rounds", "data_repeats", "eval_images", "eval_per_image",
+                  "bootstrap_resamples"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"BenchSettings.{f}={v!r}: expected a positive integer")
@@ -70,7 +73,7 @@ class BenchSettings:
     def quick_settings(cls) -> "BenchSettings":
         # Demo models at batch 2, one round: every section runs, in a minute or two on two busy cores.
         return cls(models=QUICK_MODELS, batch=2, iters=2, warmup=1, rounds=1, data_repeats=1, eval_images=500,
-                   eval_per_image=20, quick=True)
+                   eval_per_image=20, bootstrap_resamples=100, quick=True)
 
 
 def add_parser(sub) -> None:
@@ -193,6 +196,12 @@ def render_markdown(report: dict) -> str:
                   "", f"{e['predictions']} raw predictions over {e['images']} images, {e['kept_after_nms']} kept "
                   f"after OKS-NMS ({e['predictions_per_s']:.0f} predictions/s end to end); parsing the RAW list "
                   f"{e['seconds_parse_raw_list']:.2f} s, the COCO results list {e['seconds_to_coco_results']:.2f} s."]
+        b = e.get("bootstrap")
+        if b:
+            lines += ["", f"Paired bootstrap: {b['images']} images, {b['people']} people, 2 models x "
+                      f"{b['predictions_per_model']} raw predictions: COCOeval once per model "
+                      + ", ".join(f"{v:.1f} s" for v in b["seconds_cocoeval_per_model"].values())
+                      + f", then {b['resamples']} paired resamples in {b['seconds_resamples']:.1f} s."]
     return "\n".join(lines) + "\n"
 
 
@@ -230,6 +239,8 @@ def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_
     torch.set_num_threads(s.threads)  # the data bench pins one thread
     log.info("bench 4/4: evaluation (%d images x %d predictions)", s.eval_images, s.eval_per_image)
     ev = databench.bench_eval(s.eval_images, s.eval_per_image)
+    log.info("bench 4/4: paired bootstrap (%d images, %d resamples)", s.eval_images, s.bootstrap_resamples)
+    ev["bootstrap"] = databench.bench_bootstrap(s.eval_images, s.eval_per_image, s.bootstrap_resamples)
     ref_torch = sorted({r["reference_torch"] for r in models if r["kind"] == "ours vs reference"})
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_info("cpu", s.threads),

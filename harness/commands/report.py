@@ -13,29 +13,20 @@ DEFAULT_FIGURES = "results/figures"
 
 def _table(args: argparse.Namespace) -> int:
     from harness.io import check_output_dir
-    from harness.report.breakdown import make_breakdown_table, make_interval_table
-    from harness.report.tables import as_frame, make_table
+    from harness.report.build import build_tables
 
     check_output_dir(args.out, "--out", owned=args.out == DEFAULT_TABLES)  # before the work
-    df = as_frame(args.results)
-    make_table(args.dataset, results_root=df, out_dir=args.out, live=not args.no_live)
-    make_breakdown_table(args.dataset, results_root=df, out_dir=args.out)
-    make_interval_table(args.dataset, results_root=df, out_dir=args.out, baseline=args.baseline,
-                        resamples=args.resamples)
+    build_tables(args.dataset, args.results, args.out, live=not args.no_live, baseline=args.baseline,
+                 resamples=args.resamples)
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from harness.report.breakdown import make_breakdown_figure
     from harness.io import check_output_dir
-    from harness.report.figures import make_figures
-    from harness.report.tables import as_frame
+    from harness.report.build import build_figures
 
     check_output_dir(args.out, "--out", owned=args.out == DEFAULT_FIGURES)
-    df = as_frame(args.results)
-    result = make_figures(results_root=df, out_dir=args.out)
-    for ds in TABLE_DATASETS:
-        result.files += make_breakdown_figure(ds, results_root=df, out_dir=args.out)
+    result = build_figures(args.results, args.out, TABLE_DATASETS)
     for p in result.files:
         print(p)
     return 0
@@ -46,7 +37,8 @@ def add_parser(subparsers) -> None:
         "table",
         help="comparison table (reported + measured rows, live params/GFLOPs) as Markdown, LaTeX and CSV",
         description="Merge the paper's reported rows with measured runs under RESULTS for one dataset, add "
-        "live parameter/FLOP counts, print the table and write <out>/<dataset>.{md,tex,csv}.",
+        "live parameter/FLOP counts, print the table and write <out>/<dataset>.{md,tex,csv}; also the AP-by-occlusion "
+        "table <dataset>_breakdown.* and the bootstrap-interval table <dataset>_intervals.* (md, tex, csv).",
     )
     p.add_argument("dataset", choices=TABLE_DATASETS, help="which benchmark table")
     p.add_argument("--results", default="results", help="results root (reported/, runs/, profiles/); default: results")

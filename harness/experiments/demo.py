@@ -40,7 +40,7 @@ from harness.engine import builders
 from harness.engine.checkpoint import LAST, find_resume
 from harness.engine.testing import exp_without_init, load_for_eval
 from harness.engine.trainer import seed_everything
-from harness.io import atomic_write_json, atomic_write_text, read_marker, write_marker
+from harness.io import atomic_write_json, read_marker, write_marker
 from harness.report.breakdown import demo_breakdown_figure, demo_statistics
 from harness.report.experiments import DEMO_COLUMNS, demo_frame, demo_plot, demo_table
 from harness.results.schema import FAMILY_ORDER
@@ -352,10 +352,9 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
 
     df = demo_frame(results)
     table = demo_table(df, _note(cfg))
-    stats_md, stats = demo_statistics(results)
-    files = {f"table_{k}": v for k, v in table.write(out / "table", float_format="%.4f").items()}
     # Below the table: val AP with bootstrap intervals and the occluded split's AP by occlusion level.
-    atomic_write_text(out / "table.md", table.markdown() + stats_md)
+    table.sections, stats = demo_statistics(results)
+    files = {f"table_{k}": v for k, v in table.write(out / "table", float_format="%.4f").items()}
     files["plot"] = demo_plot(results, out / "accuracy_vs_cost.png")
     files["occlusion_plot"] = demo_breakdown_figure(results, out)[0]
     wall = time.perf_counter() - t0
@@ -366,5 +365,5 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
                "statistics": stats}
     files["summary"] = atomic_write_json(out / "summary.json", summary, indent=2, default=str)
     cached = [r["family"] for r in results if r.get("cached")]
-    return {"results": results, "table": df, "markdown": table.markdown() + stats_md, "files": files, "wall_seconds": wall,
+    return {"results": results, "table": df, "markdown": table.markdown(), "files": files, "wall_seconds": wall,
             "cached": cached}

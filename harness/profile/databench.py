@@ -6,6 +6,8 @@
   GenerateTarget(MSRAHeatmap), PackPoseInputs) when an interpreter with mmpose is given or mmpose is
   importable here; both also without the JPEG decode (the same libjpeg-turbo call in both pipelines).
 * ``bench_eval``: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set.
+* ``bench_bootstrap``: the paired bootstrap (``harness.eval.bootstrap``) of two models on a synthetic
+  COCO-val-size set: one COCOeval per model, then the vectorised resamples.
 
 This file imports only the standard library at module level: ``bench_pipeline`` runs it as a plain
 script under mmpose's interpreter (``--mmpose-worker``), which has no harness.
@@ -259,6 +261,72 @@ def bench_eval(num_images: int = 5000, per_image: int = 20) -> dict:
             "seconds_evaluate_total": t_eval, "seconds_cocoeval": max(t_eval - t_nms, 0.0),
             "nms_share_of_evaluate": t_nms / t_eval, "predictions_per_s": len(raw) / t_eval,
             "AP_sanity": metrics["AP"]}
+
+
+def _bootstrap_set(n_images: int, per_image: int, seed: int, out: Path):
+    """A synthetic COCO-format set with two models' raw predictions (jittered people plus clutter):
+    (annotation file, predictions A, predictions B, number of people)."""
+    import numpy as np
+
+    from harness.data import COCO_META
+
+    rng = np.random.default_rng(seed)
+    images, anns, preds = [], [], {0: [], 1: []}
+    aid = 0
+    for i in range(1, n_images + 1):
+        images.append({"id": i, "width": 640, "height": 480, "file_name": f"{i}.jpg"})
+        people = []
+        for _ in range(rng.integers(0, 5)):
+            x, y = rng.uniform(0, 500), rng.uniform(0, 300)
+            w, h = rng.uniform(40, 140), rng.uniform(80, 180)
+            kp = np.c_[rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17), np.full(17, 2)]
+            aid += 1
+            anns.append({"id": aid, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [x, y, w, h],
+                         "area": w * h * 0.6, "num_keypoints": 17, "keypoints": kp.ravel().tolist()})
+            people.append((x, y, w, h, kp))
+        for m, noise in ((0, 0.04), (1, 0.06)):
+            for j in range(per_image):
+                if people and j < 3 * len(people):
+                    x, y, w, h, kp = people[j % len(people)]
+                    k = kp[:, :2] + rng.normal(0, noise * max(w, h), (17, 2))
+                else:
+                    x, y, w, h = rng.uniform(0, 500), rng.uniform(0, 300), 80, 120
+                    k = np.c_[rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17)]
+                preds[m].append({"image_id": i, "category_id": 1, "bbox": [x, y, w, h],
+                                 "bbox_score": float(rng.uniform(0.3, 1)), "area": float(w * h * 1.56),
+                                 "keypoints": k.tolist(), "keypoint_scores": rng.uniform(0.1, 1, 17).tolist()})
+    ann = out / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns,
+                               "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_META.keypoint_names),
+                                               "skeleton": []}]}))
+    return ann, preds[0], preds[1], len(anns)
+
+
+def bench_bootstrap(num_images: int = 5000, per_image: int = 20, resamples: int = 1000) -> dict:
+    """Seconds of the paired bootstrap on a synthetic COCO-val-size set (``num_images`` images, 0-4 people
+    each, two models with ``per_image`` raw predictions per image): the one COCOeval run per model
+    (rescoring, OKS-NMS, per-image matching) and the ``resamples`` paired resamples of both models."""
+    import tempfile
+
+    from harness.data import COCO_META
+    from harness.eval.bootstrap import MatchTable, paired_bootstrap
+    from harness.eval.coco_eval import evaluate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ann, a, b, n_people = _bootstrap_set(num_images, per_image, 0, Path(tmp))
+        tables, t_eval = {}, {}
+        for name, preds in (("A", a), ("B", b)):
+            t = time.perf_counter()
+            evaluate(preds, ann, COCO_META, on_eval=lambda ev, n=name: tables.__setitem__(n, MatchTable.from_cocoeval(ev)))
+            t_eval[name] = time.perf_counter() - t
+        t = time.perf_counter()
+        res = paired_bootstrap(tables, resamples=resamples, seed=0)
+        t_boot = time.perf_counter() - t
+    d = res.diffs[0]
+    return {"images": num_images, "people": n_people, "predictions_per_model": len(a), "resamples": resamples,
+            "seconds_cocoeval_per_model": t_eval, "seconds_resamples": t_boot,
+            "AP": {m.name: [m.value, m.lo, m.hi] for m in res.models.values()},
+            "diff": [d.diff, d.lo, d.hi], "sign_flip": d.sign_flip}
 
 
 if __name__ == "__main__":

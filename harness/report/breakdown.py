@@ -12,56 +12,61 @@ import json
 import logging
 import math
 import os
-import statistics
 from pathlib import Path
 
 import pandas as pd
 
-from harness.io import atomic_path, atomic_write_text
+from harness.data import resolve_meta
+from harness.eval.breakdown import ATTRIBUTES
+from harness.eval.coco_eval import load_coco_gt
+from harness.eval.compare import compare, load_run, load_set
+from harness.results import display_name
+from harness.results.schema import canonical_family
+
+from .plots import FAMILY_COLORS, OTHER_COLOR, Series, draw_series, new_figure, save_figure
+from .seeds import SEED_FREE_KEY, format_mean_std, mean_std
+from .tables import as_frame
+from .tabular import Column, Table, fmt_num
 
 log = logging.getLogger(__name__)
 
 __all__ = ["format_breakdown", "format_comparison", "breakdown_rows", "make_breakdown_table",
-           "make_breakdown_figure", "mean_std"]
+           "make_breakdown_figure", "make_interval_table", "demo_statistics", "demo_breakdown_figure"]
 
 
 def _f(v, digits: int = 3) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    return fmt_num(v, f".{digits}f", missing="–")
+
+
+def _breakdown_tables(breakdown: dict) -> list[Table]:
+    """One table per attribute (bin, range, people, AP, AP .5, AP .75, AR)."""
+    cols = [Column("bin", "l"), Column("range", "l"), Column("people"), Column("AP"), Column("AP .5"),
+            Column("AP .75"), Column("AR")]
+    return [Table(cols, [[b["bin"], b["range"], str(b["people"]), *(_f(b.get(k), 4) for k in ("AP", "AP .5", "AP .75", "AR"))]
+                         for b in attr["bins"]],
+                  intro=f"**AP by {attr['title']}** (people outside a bin ignored)",
+                  caption=f"AP by {attr['title']} (people outside a bin ignored)")
+            for attr in breakdown["attributes"]]
 
 
 def format_breakdown(breakdown: dict) -> str:
     """Markdown: one table per attribute (bin, range, people, AP, AP .5, AP .75, AR)."""
-    out = []
-    for attr in breakdown["attributes"]:
-        out += [f"**AP by {attr['title']}** (people outside a bin ignored)", "",
-                "| bin | range | people | AP | AP .5 | AP .75 | AR |", "|:--|:--|--:|--:|--:|--:|--:|"]
-        for b in attr["bins"]:
-            out.append(f"| {b['bin']} | {b['range']} | {b['people']} | " + " | ".join(
-                _f(b.get(k), 4) for k in ("AP", "AP .5", "AP .75", "AR")) + " |")
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    return "\n".join(t.markdown() for t in _breakdown_tables(breakdown))
 
 
 def format_comparison(res, title: str = "AP") -> str:
     """Markdown: each set's value with its interval; each difference, its interval and sign flips."""
     pct = f"{res.confidence:.0%}"
-    lines = [f"**{title}**: {res.resamples} paired bootstrap resamples of {res.num_images} images, {pct} "
-             "percentile intervals", "", f"| set | {res.metric} | {pct} interval | ± |", "|:--|--:|:--:|--:|"]
-    for m in res.models.values():
-        lines.append(f"| {m.name} | {m.value:.4f} | [{m.lo:.4f}, {m.hi:.4f}] | {(m.hi - m.lo) / 2:.4f} |")
-    lines += ["", f"| difference | value | {pct} interval | sign flips | excludes 0 |", "|:--|--:|:--:|--:|:--:|"]
-    for d in res.diffs:
-        lines.append(f"| {d.a} − {d.b} | {d.diff:+.4f} | [{d.lo:+.4f}, {d.hi:+.4f}] | {d.sign_flip:.1%} | "
-                     f"{'yes' if d.excludes_zero else 'no'} |")
-    return "\n".join(lines) + "\n"
-
-
-def mean_std(values: list[float]) -> tuple[float, float, int]:
-    """(mean, sample std (0 for one value), n)."""
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not vals:
-        return math.nan, math.nan, 0
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+    sets = Table([Column("set", "l"), Column(res.metric), Column(f"{pct} interval", "c"), Column("±")],
+                 [[m.name, f"{m.value:.4f}", f"[{m.lo:.4f}, {m.hi:.4f}]", f"{(m.hi - m.lo) / 2:.4f}"]
+                  for m in res.models.values()],
+                 intro=f"**{title}**: {res.resamples} paired bootstrap resamples of {res.num_images} images, {pct} "
+                       "percentile intervals")
+    diffs = Table([Column("difference", "l"), Column("value"), Column(f"{pct} interval", "c"),
+                   Column("sign flips"), Column("excludes 0", "c")],
+                  [[f"{d.a} − {d.b}", f"{d.diff:+.4f}", f"[{d.lo:+.4f}, {d.hi:+.4f}]", f"{d.sign_flip:.1%}",
+                    "yes" if d.excludes_zero else "no"] for d in res.diffs])
+    return sets.markdown() + "\n" + diffs.markdown()
 
 
 def _read_breakdown(path: str) -> dict | None:
@@ -82,7 +87,7 @@ def breakdown_rows(df: pd.DataFrame, dataset: str) -> tuple[list[dict], list[str
         bd = _read_breakdown(r.file)
         if not bd:
             continue
-        key = (r.model, int(r.input_h), int(r.input_w), r.experiment, r.split, r.boxes)
+        key = tuple(getattr(r, c) for c in SEED_FREE_KEY)
         g = groups.setdefault(key, {"model": r.model, "display_name": r.display_name, "family": r.family,
                                     "input": f"{int(r.input_h)}x{int(r.input_w)}", "experiment": r.experiment,
                                     "split": r.split, "seeds": set(), "AP": [], "bins": {}})
@@ -102,17 +107,9 @@ def breakdown_rows(df: pd.DataFrame, dataset: str) -> tuple[list[dict], list[str
     return out, columns
 
 
-def _cell(ms: tuple[float, float, int]) -> str:
-    m, s, n = ms
-    if n == 0:
-        return "–"
-    return f"{m:.3f}" if n == 1 else f"{m:.3f} ± {s:.3f} (n={n})"
-
-
 def make_breakdown_table(dataset: str, results_root: str | os.PathLike | pd.DataFrame = "results",
                          out_dir: str | os.PathLike = "results/tables", *, echo: bool = True) -> pd.DataFrame:
     """Write ``<dataset>_breakdown.md/.csv``; return the table (one row per model, reported rows included)."""
-    from harness.report.tables import as_frame
 
     df = as_frame(results_root)
     rows, columns = breakdown_rows(df, dataset)
@@ -121,8 +118,8 @@ def make_breakdown_table(dataset: str, results_root: str | os.PathLike | pd.Data
     for r in rows:
         rec = {"Backbone": r["display_name"], "Input": r["input"], "Split": r["split"],
                "Source": f"measured: {r['experiment']} (seeds {', '.join(map(str, r['seeds']))})",
-               "n": r["n"], "AP": _cell(r["AP"])}
-        rec.update({c: _cell(r["bins"].get(c, (math.nan, math.nan, 0))) for c in columns})
+               "n": r["n"], "AP": format_mean_std(r["AP"])}
+        rec.update({c: format_mean_std(r["bins"].get(c, (math.nan, math.nan, 0))) for c in columns})
         records.append(rec)
     for r in reported.drop_duplicates(["model", "input_h", "input_w"]).itertuples():
         rec = {"Backbone": r.display_name, "Input": f"{int(r.input_h)}x{int(r.input_w)}", "Split": r.split,
@@ -130,35 +127,34 @@ def make_breakdown_table(dataset: str, results_root: str | os.PathLike | pd.Data
         rec.update({c: "–" for c in columns})
         records.append(rec)
     table = pd.DataFrame(records, columns=["Backbone", "Input", "Split", "n", "AP", *columns, "Source"])
-    head = "| " + " | ".join(table.columns) + " |"
-    sep = "|" + "|".join(":--" if c in ("Backbone", "Source") else "--:" for c in table.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     notes = ("AP per occlusion bin: COCOeval's AP with the people outside the bin ignored (harness.eval.breakdown). "
              "Runs that differ only in seed: mean ± std over n seeds. Reported rows: the papers give one AP per "
              "dataset, no breakdown.")
     if not rows:
         notes = f"No measured run on {dataset} has a breakdown yet (`test ... --breakdown occlusion`). " + notes
-    md = f"### AP by occlusion level: {dataset}\n\n" + "\n".join([head, sep, *body]) + "\n\n" + notes + "\n"
+    rendered = _text_table(table, f"AP by occlusion level: {dataset}", f"{dataset}_breakdown", notes)
     out = Path(out_dir)
-    atomic_write_text(out / f"{dataset}_breakdown.md", md)
-    atomic_write_text(out / f"{dataset}_breakdown.csv", table.to_csv(index=False))
-    log.info("wrote %s/%s_breakdown.{md,csv} (%d measured rows)", out, dataset, len(rows))
+    rendered.write(out / f"{dataset}_breakdown")
+    log.info("wrote %s/%s_breakdown.{md,tex,csv} (%d measured rows)", out, dataset, len(rows))
     if echo:
-        print(md)
+        print(rendered.markdown())
     return table
+
+
+def _text_table(table: pd.DataFrame, title: str, label: str, notes: str) -> Table:
+    """A frame of formatted cells as a :class:`Table` (Backbone and Source left-aligned, the rest right);
+    its CSV is the frame itself."""
+    cols = [Column(str(c), "l" if c in ("Backbone", "Source") else "r") for c in table.columns]
+    return Table(cols, [[str(v) for v in row] for row in table.itertuples(index=False)], frame=table, title=title,
+                 caption=f"{title}.", label=label, notes=[notes],
+                 comment="generated by hrbench (python -m harness table); do not edit by hand")
 
 
 def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.DataFrame = "results",
                           out_dir: str | os.PathLike = "results/figures", rows: list[dict] | None = None,
                           columns: list[str] | None = None, title: str | None = None) -> list[Path]:
-    """AP per occlusion bin per model (lines over the bins of each attribute; error bars: std over seeds)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from harness.eval.breakdown import ATTRIBUTES
-    from harness.report.figures import FAMILY_COLORS, OTHER_COLOR
-    from harness.report.tables import as_frame
-
+    """AP per occlusion bin per model (lines over the bins of each attribute; error bars: std over seeds),
+    one panel per attribute, as ``<dataset>_ap_by_occlusion.png/pdf``; returns the files."""
     if rows is None:
         rows, columns = breakdown_rows(as_frame(results_root), dataset)
     attrs: dict[str, list[str]] = {}
@@ -167,9 +163,15 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
         attrs.setdefault(a, []).append(b)
     n = max(1, len(attrs))
     width = max(6.4, 4.6 * n)
-    fig = Figure(figsize=(width, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=0.8, bottom=0.3, wspace=0.25)
+    labels = [r["display_name"] + (f" (n={r['n']})" if r["n"] > 1 else "") for r in rows]
+    # Legend columns that fit the width (about 0.055 in per character at 9 pt, plus the handle).
+    col_w = 0.055 * max((len(t) for t in labels), default=0) + 0.6
+    ncol = max(1, min(len(labels), 4, int((width - 0.2) // col_w)))
+    extra = 0.25 * (max(1, math.ceil(len(labels) / ncol)) - 1)  # inches for more legend rows
+    height = 4.2 + extra
+    fig = new_figure(width, height)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=1 - 0.84 / height,
+                        bottom=(1.26 + extra) / height, wspace=0.25)
     axes = fig.subplots(1, n, squeeze=False)[0]
     if not rows:
         axes[0].text(0.5, 0.5, "no measured breakdown yet\n(python -m harness test EXP --checkpoint FILE --breakdown occlusion)",
@@ -177,13 +179,9 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
         axes[0].set_xticks([])
         axes[0].set_yticks([])
     markers = "osD^v"
-    for ax, (attr, bins) in zip(axes, attrs.items()):
-        for i, r in enumerate(rows):
-            ys = [r["bins"].get(f"{attr}: {b}", (math.nan, math.nan, 0)) for b in bins]
-            c = FAMILY_COLORS.get(r["family"], OTHER_COLOR)
-            label = r["display_name"] + (f" (n={r['n']})" if r["n"] > 1 else "")
-            ax.errorbar(range(len(bins)), [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else 0 for y in ys],
-                        color=c, marker=markers[i % len(markers)], ms=6, lw=1.4, capsize=3, label=label)
+    renderer = fig.canvas.get_renderer()
+    handles = []
+    for k, (ax, (attr, bins)) in enumerate(zip(axes, attrs.items())):
         ranges = {b.name: b.range for b in ATTRIBUTES[attr].bins} if attr in ATTRIBUTES else {}
         ax.set_xticks(range(len(bins)))
         ax.set_xticklabels([f"{b}\n{ranges[b]}" if b in ranges and not any(ch.isdigit() for ch in b) else b
@@ -194,35 +192,33 @@ def make_breakdown_figure(dataset: str, results_root: str | os.PathLike | pd.Dat
         ax.grid(True, color="0.9")
         ax.set_axisbelow(True)
         ax.set_xlim(-0.3, len(bins) - 0.7)
-    if rows:
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+        series = []
+        for i, r in enumerate(rows):
+            ys = [r["bins"].get(f"{attr}: {b}", (math.nan, math.nan, 0)) for b in bins]
+            series.append(Series(range(len(bins)), [y[0] for y in ys], yerr=[y[1] if y[2] > 1 else math.nan for y in ys],
+                                 color=FAMILY_COLORS.get(r["family"], OTHER_COLOR), marker=markers[i % len(markers)],
+                                 size=6, line="-", line_width=1.4, name=labels[i]))
+        draw_series(ax, series, renderer=renderer)
+        if k == 0:
+            handles = [s.handle() for s in series]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     pooled = any(r["n"] > 1 for r in rows)
     name = {"coco": "COCO", "ochuman": "OCHuman", "crowdpose": "CrowdPose"}.get(dataset, dataset)
-    fig.suptitle(title or f"{name}: AP per occlusion level", fontsize=11, y=0.97)
-    fig.text(0.5, 0.885, "people outside a bin ignored" + ("; error bars: std over n seeds" if pooled else ""),
+    fig.suptitle(title or f"{name}: AP per occlusion level", fontsize=11, y=1 - 0.126 / height)
+    fig.text(0.5, 1 - 0.483 / height, "people outside a bin ignored" + ("; error bars: std over n seeds" if pooled else ""),
              ha="center", fontsize=9, color="0.3")
-    out = []
-    for ext in ("png", "pdf"):
-        path = Path(out_dir) / f"{dataset}_ap_by_occlusion.{ext}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=200 if ext == "png" else None)
-        out.append(path)
-    return out
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, Path(out_dir) / f"{dataset}_ap_by_occlusion", ("png", "pdf"), dpi=200)
 
 
-def demo_statistics(results: list[dict], *, resamples: int = 1000, seed: int = 0) -> tuple[str, dict]:
+def demo_statistics(results: list[dict], *, resamples: int = 1000, seed: int = 0) -> tuple[list[Table], dict]:
     """The demo table's statistics: val AP of each family with its paired-bootstrap interval and each
     family's difference from the first (marked when the interval excludes zero), and the occluded split's
     AP per occlusion level.  ``results``: the demo's per-family dicts (``records`` = [val, occluded]).
-    Returns (Markdown, JSON-able dict); families whose records predate stored predictions are left out."""
-    from harness.data import resolve_meta
-    from harness.eval.coco_eval import load_coco_gt
-    from harness.eval.compare import compare, load_run, load_set
-    from harness.results import display_name
-
-    md, out = [], {}
+    Returns (the tables, to go below the demo table; JSON-able dict); families whose records predate
+    stored predictions are left out."""
+    tables, out = [], {}
     runs = []
     for r in results:
         try:
@@ -237,16 +233,19 @@ def demo_statistics(results: list[dict], *, resamples: int = 1000, seed: int = 0
         res = compare(sets, resamples=resamples, seed=seed, baseline=sets[0].name if len(sets) > 1 else None)
         out["val_bootstrap"] = res.to_dict()
         pct = f"{res.confidence:.0%}"
-        md += ["", f"**Val AP, {pct} intervals** ({res.resamples} paired bootstrap resamples of the {res.num_images} "
-               f"val images; differences from {sets[0].name}, * = interval excludes 0)", "",
-               f"| model | AP | {pct} interval | Δ vs {sets[0].name} | {pct} interval of Δ | sign flips |",
-               "|:--|--:|:--:|--:|:--:|--:|"]
         diffs = {d.a: d for d in res.diffs}
+        rows = []
         for m in res.models.values():
             d = diffs.get(m.name)
-            tail = (f"{d.diff:+.3f}{'*' if d.excludes_zero else ''} | [{d.lo:+.3f}, {d.hi:+.3f}] | {d.sign_flip:.1%}"
-                    if d else "baseline | – | –")
-            md.append(f"| {m.name} | {m.value:.3f} | [{m.lo:.3f}, {m.hi:.3f}] | {tail} |")
+            tail = ([f"{d.diff:+.3f}{'*' if d.excludes_zero else ''}", f"[{d.lo:+.3f}, {d.hi:+.3f}]", f"{d.sign_flip:.1%}"]
+                    if d else ["baseline", "–", "–"])
+            rows.append([m.name, f"{m.value:.3f}", f"[{m.lo:.3f}, {m.hi:.3f}]", *tail])
+        head = f"Val AP, {pct} intervals"
+        detail = (f"({res.resamples} paired bootstrap resamples of the {res.num_images} val images; differences "
+                  f"from {sets[0].name}, * = interval excludes 0)")
+        tables.append(Table([Column("model", "l"), Column("AP"), Column(f"{pct} interval", "c"),
+                             Column(f"Δ vs {sets[0].name}"), Column(f"{pct} interval of Δ", "c"), Column("sign flips")],
+                            rows, intro=f"**{head}** {detail}", caption=f"{head} {detail}"))
     occ = []
     for r in results:
         recs = r.get("records") or []
@@ -257,14 +256,16 @@ def demo_statistics(results: list[dict], *, resamples: int = 1000, seed: int = 0
         out["occluded_breakdown"] = {n: bd for n, bd in occ}
         for attr_i, attr in enumerate(occ[0][1]["attributes"]):
             bins = [b["bin"] for b in attr["bins"]]
-            md += ["", f"**Occluded split (GT boxes): AP by {attr['title']}** (people outside a bin ignored; "
-                   "people per bin in brackets)", "",
-                   "| model | " + " | ".join(f"{b['bin']} {b['range']} ({b['people']})" for b in attr["bins"]) + " |",
-                   "|:--|" + "--:|" * len(bins)]
+            rows = []
             for name, bd in occ:
                 vals = {b["bin"]: b.get("AP") for b in bd["attributes"][attr_i]["bins"]}
-                md.append(f"| {name} | " + " | ".join(_f(vals.get(b)) for b in bins) + " |")
-    return ("\n".join(md) + "\n") if md else "", out
+                rows.append([name, *(_f(vals.get(b)) for b in bins)])
+            title = f"Occluded split (GT boxes): AP by {attr['title']}"
+            tables.append(Table([Column("model", "l"), *(Column(f"{b['bin']} {b['range']} ({b['people']})")
+                                                         for b in attr["bins"])], rows,
+                                intro=f"**{title}** (people outside a bin ignored; people per bin in brackets)",
+                                caption=f"{title} (people outside a bin ignored; people per bin in brackets)"))
+    return tables, out
 
 
 def make_interval_table(dataset: str, results_root: str | os.PathLike | pd.DataFrame = "results",
@@ -275,11 +276,6 @@ def make_interval_table(dataset: str, results_root: str | os.PathLike | pd.DataF
     the first run of the split in table order) with interval and sign flips (* = excludes 0); runs that
     differ only in seed also get a pooled row, mean ± std over n seeds.  Runs are paired per split
     (the same annotation file)."""
-    from harness.eval.coco_eval import load_coco_gt
-    from harness.eval.compare import compare, load_run, load_set
-    from harness.data import resolve_meta
-    from harness.report.tables import as_frame
-    from harness.results import display_name
 
     df = as_frame(results_root)
     rows = df[(df["kind"] == "measured") & (df["dataset"] == dataset)].sort_values(["split", "family", "model", "seed"])
@@ -315,7 +311,7 @@ def make_interval_table(dataset: str, results_root: str | os.PathLike | pd.DataF
                 f"{d.diff:+.3f}{'*' if d.excludes_zero else ''}",
                 "95% interval of Δ": "–" if d is None else f"[{d.lo:+.3f}, {d.hi:+.3f}]",
                 "sign flips": "–" if d is None else f"{d.sign_flip:.1%}", "Source": f"measured: {r.experiment}"})
-            pooled.setdefault((r.model, r.input_h, r.input_w, r.experiment, r.boxes), []).append((r, m.value))
+            pooled.setdefault(tuple(getattr(r, c) for c in SEED_FREE_KEY), []).append((r, m.value))
         for key, vals in pooled.items():
             if len(vals) > 1:
                 mean, std, k = mean_std([v for _, v in vals])
@@ -328,28 +324,21 @@ def make_interval_table(dataset: str, results_root: str | os.PathLike | pd.DataF
     extra = sorted({k for rec in records for k in rec} - set(cols) - {"Source", "95% interval of Δ", "sign flips"})
     cols += extra + ["95% interval of Δ", "sign flips", "Source"]
     table = pd.DataFrame(records, columns=cols).fillna("–")
-    head = "| " + " | ".join(cols) + " |"
-    sep = "|" + "|".join(":--" if c in ("Backbone", "Source") else "--:" for c in cols) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     notes = (f"± (95%): half the width of the 95% percentile interval over {resamples} bootstrap resamples of the "
              "split's images (the same resamples for every run of a split: differences are paired); * = the "
              "difference's interval excludes 0; sign flips: the fraction of resamples in which the difference has "
              "the other sign. Reported rows have no intervals (the papers give one number).")
     if skipped:
         notes += f" {skipped} measured run(s) without stored predictions are not listed."
-    md = f"### AP with bootstrap intervals: {dataset}\n\n" + "\n".join([head, sep, *body]) + "\n\n" + notes + "\n"
-    out = Path(out_dir)
-    atomic_write_text(out / f"{dataset}_intervals.md", md)
-    atomic_write_text(out / f"{dataset}_intervals.csv", table.to_csv(index=False))
+    rendered = _text_table(table, f"AP with bootstrap intervals: {dataset}", f"{dataset}_intervals", notes)
+    rendered.write(Path(out_dir) / f"{dataset}_intervals")
     if echo:
-        print(md)
+        print(rendered.markdown())
     return table
 
 
 def demo_breakdown_figure(results: list[dict], out_dir: str | os.PathLike) -> list[Path]:
     """``occluded_ap_by_occlusion.png/pdf``: the demo's occluded split, AP per occlusion level per family."""
-    from harness.results import display_name
-    from harness.results.schema import canonical_family
 
     rows, columns = [], []
     for r in results:

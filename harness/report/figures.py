@@ -23,6 +23,7 @@ from matplotlib.transforms import Bbox
 from harness.results.schema import FAMILY_ORDER
 
 from .plots import FAMILY_COLORS, OTHER_COLOR, Series, draw_series, new_figure, save_figure
+from .seeds import pool_seeds
 from .tables import as_frame
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ def _marker(hw: tuple[int, int], extra: dict[tuple[int, int], str]) -> str:
 
 def plot_points(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Reported + measured rows of ``dataset`` with AP and both costs (measured runs without a
-    recorded GFLOP count take it from the latest cached profile of the same model and size)."""
+    recorded GFLOP count take it from the latest cached profile of the same model and size). Measured
+    runs that differ only in seed are one point (:func:`harness.report.seeds.pool_seeds`): AP is their
+    mean, ``AP std`` the sample std, ``n`` the number of seeds."""
     pts = df[df["kind"].isin(["reported", "measured"]) & (df["dataset"] == dataset)].copy()
     prof = df[df["kind"] == "profile"].sort_values("date", na_position="first")
     prof = prof.drop_duplicates(["model", "input_h", "input_w"], keep="last")
@@ -94,7 +97,7 @@ def plot_points(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     if missing.any():
         log.warning("%s: %d point(s) without AP or cost left out: %s", dataset, int(missing.sum()),
                     ", ".join(f"{r.display_name} {r.input_h}x{r.input_w} ({r.kind})" for r in pts[missing].itertuples()))
-    return pts[~missing]
+    return pool_seeds(pts[~missing], ["AP"])
 
 
 def _nice_ticks(lo: float, hi: float) -> list[float]:
@@ -146,9 +149,12 @@ def draw_panel(ax, pts: pd.DataFrame, dataset: str, x: str, renderer) -> PanelIn
     # A measured point next to the paper's twin needs no second name; its hollow marker says it.
     texts = ["" if r.kind == "measured" and (r.model, r.input_h) in reported_keys else r.display_name
              for r in pts.itertuples()]
+    # Pooled seeds: a measured point is the mean AP, its error bar the std over the n seeds.
+    yerr = np.where(pts["n"].to_numpy() > 1, pts["AP std"].to_numpy(float), np.nan)
+    texts = [t + (f" (n={n})" if t and n > 1 else "") for t, n in zip(texts, pts["n"])]
     points = Series(xs, ys, texts, color=[FAMILY_COLORS.get(f, OTHER_COLOR) for f in pts["family"]],
                     marker=[_marker((int(h), int(w)), extra_markers) for h, w in zip(pts["input_h"], pts["input_w"])],
-                    filled=list(pts["kind"] == "reported"), size=MARKER_SIZE)
+                    filled=list(pts["kind"] == "reported"), size=MARKER_SIZE, yerr=yerr)
     placed = draw_series(ax, [points], obstacles=front_boxes, renderer=renderer)
     overlaps, outside = placed.overlaps, placed.outside
     names = pts["display_name"].to_numpy()
@@ -170,8 +176,9 @@ def _legend_rows(pts_all: pd.DataFrame) -> tuple[list[Line2D], list[Line2D]]:
     if "reported" in kinds:
         row2.append(Line2D([], [], ls="", marker="o", ms=8, mfc="0.35", mec="0.35", label="reported"))
     if "measured" in kinds:
+        pooled = "n" in pts_all and bool((pts_all["n"] > 1).any())
         row2.append(Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec="0.35", mew=1.6,
-                           label="measured (this repo)"))
+                           label="measured (± std, seeds)" if pooled else "measured (this repo)"))
     return row1, row2
 
 

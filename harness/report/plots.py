@@ -49,8 +49,8 @@ class Series:
 
     ``labels``: (N,) texts placed next to the points ('' or None: unlabelled, still avoided by labels);
     ``color``, ``marker``, ``filled``: one value or one per point; ``size``: marker diameter in points;
-    ``yerr``: (N,) symmetric error bars (NaN: none); ``line``: a linestyle joining the points in order;
-    ``name``: legend entry (see :func:`legend_handle`).
+    ``yerr``: (N,) symmetric error bars in each point's colour (NaN: none); ``line``: a linestyle joining
+    the points in order (``line_width`` wide); ``name``: legend entry (see :meth:`handle`).
     """
 
     x: Any
@@ -66,12 +66,22 @@ class Series:
     line: str | None = None
     zorder: float = 3
     name: str | None = None
+    line_width: float = 1.0
 
     @staticmethod
     def per_point(value: Any, n: int) -> list:
         """A list (or array) gives one value per point; anything else (a colour string or RGB tuple, a
         marker, a bool) applies to all ``n``."""
         return list(value) if isinstance(value, (list, np.ndarray)) else [value] * n
+
+    def handle(self) -> Line2D:
+        """The legend entry of this series: its first point's marker, fill and colour, and its line."""
+        n = len(np.asarray(self.x, float).reshape(-1)) or 1
+        color, marker = self.per_point(self.color, n)[0], self.per_point(self.marker, n)[0]
+        filled = self.per_point(self.filled, n)[0]
+        return Line2D([], [], ls=self.line or "", lw=self.line_width, marker=marker, ms=self.size, color=color,
+                      mfc=color if filled else "white", mec=color, mew=1.0 if filled else 1.6, alpha=self.alpha,
+                      label=self.name or "")
 
 
 @dataclass
@@ -113,12 +123,11 @@ def draw_series(ax, series: Sequence[Series], segments: Sequence[Segment] = (), 
         n = len(x)
         cols, marks, fills = s.per_point(s.color, n), s.per_point(s.marker, n), s.per_point(s.filled, n)
         if s.line:
-            ax.plot(x, y, ls=s.line, color=cols[0], lw=1.0, zorder=s.zorder - 0.5)
+            ax.plot(x, y, ls=s.line, color=cols[0], lw=s.line_width, zorder=s.zorder - 0.5)
         if s.yerr is not None:
             err = np.asarray(s.yerr, float).reshape(-1)
-            has = np.isfinite(err)
-            if has.any():
-                ax.errorbar(x[has], y[has], yerr=err[has], fmt="none", ecolor=cols[0], elinewidth=1, capsize=3,
+            for i in np.flatnonzero(np.isfinite(err) & np.isfinite(x) & np.isfinite(y)):
+                ax.errorbar([x[i]], [y[i]], yerr=[err[i]], fmt="none", ecolor=cols[i], elinewidth=1, capsize=3,
                             zorder=s.zorder - 0.5, alpha=s.alpha)
         for i in range(n):
             if not (np.isfinite(x[i]) and np.isfinite(y[i])):

@@ -101,6 +101,8 @@ class Table:
         notes: paragraphs under the table (plain text; Markdown may use its inline markup).
         groups: per row a group key; LaTeX draws a ``\\midrule`` where it changes (e.g. model family).
         comment: a ``%`` line at the top of the LaTeX file.
+        sections: more tables that follow this one in the Markdown and LaTeX files (e.g. statistics
+            below a results table); the CSV holds this table only.
     """
 
     columns: Sequence[Column]
@@ -114,6 +116,7 @@ class Table:
     groups: Sequence[Any] | None = None
     comment: str | None = None
     heading_level: int = 3
+    sections: Sequence["Table"] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         n = len(self.columns)
@@ -123,7 +126,7 @@ class Table:
 
     # ------------------------------------------------------------------------------------------------
     def markdown(self) -> str:
-        """GitHub Markdown: heading, the table, each note its own paragraph."""
+        """GitHub Markdown: heading, the table, each note its own paragraph, then the sections."""
         def cell(c: str) -> str:
             s = md_escape(c)
             return f"**{s}**" if isinstance(c, Strong) else s
@@ -136,10 +139,12 @@ class Table:
         text = "\n".join(lines) + "\n"
         if self.notes:
             text += "\n" + "\n\n".join(self.notes) + "\n"
+        for sec in self.sections:
+            text += "\n" + sec.markdown()
         return text
 
     def latex(self) -> str:
-        """A booktabs ``table`` float with the notes as footnote-size paragraphs."""
+        """A booktabs ``table`` float with the notes as footnote-size paragraphs; each section its own float."""
         def cell(c: str) -> str:
             s = tex_escape(c)
             return rf"\textbf{{{s}}}" if isinstance(c, Strong) else s
@@ -159,7 +164,7 @@ class Table:
         lines += [r"\bottomrule", r"\end{tabular}"]
         lines += [rf"\par\footnotesize {tex_text(n)}" for n in self.notes]
         lines.append(r"\end{table}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + "".join("\n" + sec.latex() for sec in self.sections)
 
     def csv(self, float_format: str | None = None) -> str:
         """The numbers (``frame``, via ``DataFrame.to_csv``) as CSV; the cell texts when there is no frame."""

@@ -1,7 +1,7 @@
 """Is a short demo-recipe training bit-reproducible?  Trains ``demo-<family>`` for a few iterations on a tiny
 synthetic set in fresh processes under different settings and compares the final weights bit for bit.
 
-    python scripts/determinism_check.py [--family hrnext] [--iters 4] [--out /tmp/determinism]
+    python -m harness.profile.determinism [--family hrnext] [--iters 4] [--out /tmp/determinism] [--only ...]
 
 Settings compared against the first run (1 torch thread, no data-loader workers, in-process):
 same settings again (fresh process); 2 torch threads; 2 data-loader workers; oneDNN (mkldnn) off; one job
@@ -85,6 +85,37 @@ def compare(a: str, b: str) -> str:
     return "bit-identical" if worst == 0 else f"max |diff| {worst:.3e} ({name})"
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def check(family: str = "hrnext", iters: int = 4, out: str | Path = "/tmp/determinism",
+          only: list[str] | None = None, echo: bool = False) -> dict[str, str]:
+    """Train ``demo-<family>`` for ``iters`` iterations under each setting (``base`` first, then
+    ``only`` or all of :data:`SETTINGS`), each in a fresh process; return ``{setting: verdict}``
+    (``"reference"`` for base, ``"bit-identical"`` or the largest weight difference)."""
+    from harness.data.synthetic import SynthConfig, ensure_synthetic
+
+    out = Path(out)
+    data = out / "data"
+    ensure_synthetic(data, SynthConfig(seed=0, image_size=(128, 128), num_images={"train": 24, "val": 4,
+                                                                                  "occluded": 4}), progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "random"}
+    names = ["base"] + [n for n in SETTINGS if n != "base" and (not only or n in only)]
+    verdicts = {}
+    for name in names:
+        dst = out / f"{family}-{name}.pt"
+        setting = dict(SETTINGS[name])
+        child_env = {**env, **setting.pop("env", {})}
+        kw = {"family": family, "iters": iters, "data": str(data), "out": str(dst), **setting}
+        subprocess.run([sys.executable, "-m", "harness.profile.determinism", "--_child", json.dumps(kw)], check=True,
+                       env=child_env, cwd=REPO, stdout=subprocess.DEVNULL)
+        verdicts[name] = "reference" if name == "base" else compare(str(out / f"{family}-base.pt"), str(dst))
+        if echo:
+            digest = hashlib.sha256(dst.read_bytes()).hexdigest()[:12]
+            print(f"{family} {name:30s} {verdicts[name]}  (file sha256 {digest})", flush=True)
+    return verdicts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", default="hrnext", choices=["hrnet", "hrformer", "hrnext"])
@@ -96,24 +127,7 @@ def main() -> int:
     if args._child:
         train_once(**json.loads(args._child))
         return 0
-    from harness.data.synthetic import SynthConfig, ensure_synthetic
-
-    out = Path(args.out)
-    data = out / "data"
-    ensure_synthetic(data, SynthConfig(seed=0, image_size=(128, 128), num_images={"train": 24, "val": 4,
-                                                                                  "occluded": 4}), progress=False)
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "random"}
-    names = ["base"] + [n for n in SETTINGS if n != "base" and (not args.only or n in args.only)]
-    for name in names:
-        dst = out / f"{args.family}-{name}.pt"
-        setting = dict(SETTINGS[name])
-        child_env = {**env, **setting.pop("env", {})}
-        kw = {"family": args.family, "iters": args.iters, "data": str(data), "out": str(dst), **setting}
-        subprocess.run([sys.executable, __file__, "--_child", json.dumps(kw)], check=True, env=child_env,
-                       cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
-        digest = hashlib.sha256(dst.read_bytes()).hexdigest()[:12]
-        verdict = "reference" if name == "base" else compare(str(out / f"{args.family}-base.pt"), str(dst))
-        print(f"{args.family} {name:30s} {verdict}  (file sha256 {digest})", flush=True)
+    check(args.family, args.iters, args.out, args.only, echo=True)
     return 0
 
 
