@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import nbclient
 import nbformat
+from support.paths import REPO, FIXTURES as _FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "reproduce_figures.ipynb"
-FIXTURES = REPO / "tests" / "fixtures" / "records"
+FIXTURES = _FIXTURES / "records"
 
 
 def test_notebook_regenerates_everything(tmp_path, monkeypatch):
