@@ -5,12 +5,15 @@ import shutil
 
 import nbclient
 import nbformat
+import pytest
+
 from support.paths import REPO, FIXTURES as _FIXTURES
 
 NOTEBOOK = REPO / "notebooks" / "reproduce_figures.ipynb"
 FIXTURES = _FIXTURES / "records"
 
 
+@pytest.mark.slow
 def test_notebook_regenerates_everything(tmp_path, monkeypatch):
     root = tmp_path / "results"
     shutil.copytree(REPO / "results" / "reported", root / "reported")

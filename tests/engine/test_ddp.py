@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from harness.engine import load_checkpoint
@@ -31,6 +32,7 @@ def _torchrun(nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
 
 
+@pytest.mark.slow
 def test_gloo_two_processes_match_one_process(tmp_path):
     sets = _sets(**{"train.epochs": 2, "train.val_interval": 2})
     _run([sys.executable, SCRIPT, "train", "coco-mini-hrnet", *sets, "--work-dir", str(tmp_path / "one"),
@@ -51,6 +53,7 @@ def test_gloo_two_processes_match_one_process(tmp_path):
     assert out.stdout.count("coco-mini-hrnet: 10 iterations") == 1
 
 
+@pytest.mark.slow
 def test_gloo_real_model_with_batchnorm_trains_and_resumes(tmp_path):
     """A real demo backbone (BatchNorm: per-rank statistics on CPU) under DDP, cut short and resumed."""
     common = {"train.epochs": 2, "train.val_interval": 0, "train.ckpt_interval": 1}

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from harness.engine import load_checkpoint
@@ -42,17 +43,17 @@ def _column(path: Path, col: str) -> list[tuple[str, str]]:
         return [(r["iter"], r[col]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # a hung child, not a slow one
 def test_sigkill_mid_epoch_then_resume_auto_matches_uninterrupted(tmp_path):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     _run(_cmd(ref_dir))
 
     proc = subprocess.Popen(_cmd(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
     try:
-        while not (run_dir / "last.pth").exists():
+        while not (run_dir / "last.pth").exists():  # a hang: the timeout mark, no time bound
             assert proc.poll() is None, f"training ended before the first checkpoint: {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -80,6 +81,7 @@ def test_sigkill_mid_epoch_then_resume_auto_matches_uninterrupted(tmp_path):
     assert len(_column(run_dir / "val.csv", "AP")) == 2
 
 
+@pytest.mark.slow
 def test_persistent_workers_match_in_process_loading_and_resume_bit_identical(tmp_path, monkeypatch):
     """Two persistent workers give the same run as loading in the main process (so each epoch's
     augmentation reaches the workers), and a run stopped mid-epoch resumes to the same weights."""

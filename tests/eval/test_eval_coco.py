@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -302,16 +301,14 @@ def test_missing_annotation_file(tmp_path):
         evaluate(gt_predictions(name, ann), tmp_path / "nope.json", COCO_META)
 
 
-# ----------------------------------------------------------------------------- speed
-def test_oks_nms_100k_predictions_is_fast():
+# ----------------------------------------------------------------------------- scale
+def test_oks_nms_100k_predictions():
+    """A full-size prediction set goes through rescoring + OKS-NMS (its speed is the bench's job)."""
     from harness.profile.databench import synthetic_raw_predictions
 
     raw = synthetic_raw_predictions(num_images=5000, per_image=20)
-    t = time.perf_counter()
     sel, _ = postprocess(raw, COCO_META.sigmas_array)
-    dt = time.perf_counter() - t
     assert len(raw) == 100_000 and 5000 <= len(sel) < 100_000
-    assert dt < 30, f"rescoring + OKS-NMS of 100k predictions took {dt:.1f} s"
 
 
 # ----------------------------------------------------------------------------- CLI

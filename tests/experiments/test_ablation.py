@@ -58,6 +58,7 @@ def run(data, root, **kw):
     return run_ablation(tiny(data), out_dir=root / "out", work_root=root / "work", progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_grid_trains_every_cell_and_writes_table_plot_json(finished, data):
     tmp, res = finished
     assert (res.trained, res.skipped) == (3, 0)
@@ -99,6 +100,7 @@ def test_grid_trains_every_cell_and_writes_table_plot_json(finished, data):
     assert len({c.key for c in cells}) == 3
 
 
+@pytest.mark.slow
 def test_cells_side_by_side_give_the_same_numbers(finished, data, tmp_path, monkeypatch):
     # jobs=2: the cells train in two spawned single-threaded workers; results equal the one-by-one run's.
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -112,6 +114,7 @@ def test_cells_side_by_side_give_the_same_numbers(finished, data, tmp_path, monk
     assert res.cpu_s > 0  # the workers' CPU time is counted
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_cells(work, data, monkeypatch):
     import harness.engine as engine
 
@@ -131,6 +134,7 @@ def test_rerun_skips_finished_cells(work, data, monkeypatch):
     assert json.loads(marker.read_text())["val_loss"] == pytest.approx(old["val_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_interrupted_cell_resumes_and_seeds_give_spread(work, data, monkeypatch):
     import harness.engine.trainer as trainer_mod
     from harness.engine import TrainingInterrupted

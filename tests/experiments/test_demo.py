@@ -36,6 +36,7 @@ def smoke(tmp_path_factory):
     return root, run_demo(_cfg(root, jobs=2))  # the families side by side in two worker processes
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_table_plot_and_records(smoke):
     root, res = smoke
     out = root / "out"
@@ -78,6 +79,7 @@ def test_smoke_run_writes_table_plot_and_records(smoke):
     assert summary["wall_seconds"] > 0 and set(summary["families"]) == set(FAMILIES)
 
 
+@pytest.mark.slow
 def test_identical_recipe_across_families(smoke):
     root, _ = smoke
     from harness.config import diff, load_config
@@ -89,6 +91,7 @@ def test_identical_recipe_across_families(smoke):
         assert keys <= {"model.name", "work_dir"}, keys
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_runs(smoke, monkeypatch):
     root, _ = smoke
 
@@ -102,6 +105,7 @@ def test_rerun_reuses_finished_runs(smoke, monkeypatch):
     assert len(load_results(root / "out")) == 6  # no new records
 
 
+@pytest.mark.slow
 def test_force_retrains_and_replaces_records(smoke):
     root, _ = smoke
     old = json.loads((root / "wd" / "hrnet" / "demo_result.json").read_text())
