@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: venv test demo bench gpu-check profile table-coco table-ochuman table-crowdpose figures ablation clean-venv help
+.PHONY: venv test test-fast demo bench gpu-check profile table-coco table-ochuman table-crowdpose figures ablation clean-venv help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv  ## run the test suite
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-fast: venv  ## the suite without the tests marked slow (local loops; CI runs `make test`)
+	$(PY) -m pytest -q tests -m "not slow" $(PYTEST_ARGS)
 
 demo: venv  ## the main job on the built-in synthetic dataset (CPU, minutes)
 	$(PY) -m harness demo $(if $(FORCE),--force,)

@@ -13,7 +13,7 @@ Recipes (``Experiment.recipe``): every paper row exists as ``paper`` (the code t
 number in the HRNeXt paper's tables: the HRNet authors', the HRFormer authors', the HRNeXt authors'),
 ``mmpose`` (mmpose 1.x's model-zoo config, HRNet and HRFormer) and ``fair`` (HRNeXt's recipe for every
 family). Each experiment names its source (``Experiment.source``: repository, commit, config file);
-``tests/data/recipe_facts/`` holds the values read from those files, and the tests compare every
+``tests/fixtures/recipe_facts/`` holds the values read from those files, and the tests compare every
 registered experiment with them field by field.
 """
 from __future__ import annotations
@@ -563,7 +563,7 @@ def load_config(path: str | os.PathLike) -> Experiment:
 
 # ---------------------------------------------------------------------------------------------
 # The registry. Paper rows are generated from small tables so each row states only what differs;
-# tests/data/recipe_facts/ holds the values read from each source and tests/test_recipes.py compares.
+# tests/fixtures/recipe_facts/ holds the values read from each source and tests/test_recipes.py compares.
 
 # (model, input size) pairs of the HRNeXt paper's COCO and OCHuman tables.
 PAPER_ROWS = [

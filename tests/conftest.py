@@ -1,7 +1,8 @@
 """Shared test fixtures."""
-import coco_mini  # a helper module next to this file (pytest puts tests/ on sys.path)
 import pytest
 import torch
+
+from support import coco_mini  # tests/ is on sys.path: pyproject's [tool.pytest.ini_options] pythonpath
 
 coco_mini.register()  # the coco-mini-<family> experiments the engine tests train (not in the product)
 

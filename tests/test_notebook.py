@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import nbclient
 import nbformat
+import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from support.paths import REPO, FIXTURES as _FIXTURES
+
 NOTEBOOK = REPO / "notebooks" / "reproduce_figures.ipynb"
-FIXTURES = REPO / "tests" / "fixtures" / "records"
+FIXTURES = _FIXTURES / "records"
 
 
+@pytest.mark.slow
 def test_notebook_regenerates_everything(tmp_path, monkeypatch):
     root = tmp_path / "results"
     shutil.copytree(REPO / "results" / "reported", root / "reported")

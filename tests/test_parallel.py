@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-import parallel_tasks as tasks
+from support import parallel_tasks as tasks
 from harness.parallel import bar_position, resolve_jobs, run_jobs
 
 

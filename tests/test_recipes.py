@@ -1,6 +1,6 @@
 """Every registered recipe equals the code it names, field by field.
 
-``tests/data/recipe_facts/<source>.json`` holds the values read from each source (file, line and text
+``tests/fixtures/recipe_facts/<source>.json`` holds the values read from each source (file, line and text
 with every value; written by ``make_recipe_facts.py`` from the sources' repositories at a fixed commit).
 Each registered ``paper``/``mmpose``/``fair`` experiment names its source (repository, commit, config);
 here it is compared with that config's facts: optimiser, schedule, batch, epochs, normalisation, AMP,
@@ -21,8 +21,8 @@ import backbones
 from harness.config import RECIPES, get_experiment, list_experiments
 from harness.data import HeatmapCodec, get_meta
 from harness.data.transforms import AUGMENT_PRESETS
+from support.paths import RECIPE_FACTS as FACTS
 
-FACTS = Path(__file__).resolve().parent / "data" / "recipe_facts"
 SOURCES = {"hrnet_authors": "leoxiaobin/deep-high-resolution-net.pytorch", "hrformer_authors": "HRNet/HRFormer",
            "hrnext_authors": "ZiyiZhang27/HRNeXt", "mmpose_1x": "open-mmlab/mmpose"}
 PAPER_SOURCE = {"hrnet": "hrnet_authors", "hrformer": "hrformer_authors", "hrnext": "hrnext_authors"}

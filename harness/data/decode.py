@@ -28,7 +28,7 @@ the pixels between them (it aliases, as mmpose's and the papers' pipelines do); 
 low-passes each block first (close to a k x k average), so the crop has the same geometry but is
 smoother at edges and fine texture. On coco-mini val the reduced crops differ from full-decode
 crops by 0.039 (median) and at most 0.085 in mean absolute normalised value (0.05 is about 3
-grey levels), ``tests/test_decode.py``. ``decode="full"`` keeps the reference's pixels exactly.
+grey levels), ``tests/data/test_decode.py``. ``decode="full"`` keeps the reference's pixels exactly.
 
 PNGs and other formats, and JPEGs with an EXIF orientation other than "normal" (whose decoded grid
 is rotated against the file's blocks), are decoded whole at full size.

@@ -14,7 +14,7 @@ One :class:`Trainer` runs one experiment in one work dir::
 Resuming (``resume="auto"``) restores model, optimiser, grad scaler, EMA, RNG states and the
 position inside the epoch; together with a sampler and augmentation that depend only on
 (seed, epoch, index), a killed and resumed deterministic run ends bit-identical to an
-uninterrupted one (``tests/test_engine_resume.py``).
+uninterrupted one (``tests/engine/test_engine_resume.py``).
 """
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def lr_factor(exp: Experiment, it: int, iters_per_epoch: int) -> float:
     end=warmup_iters)``).  With ``sched.by_epoch`` (the default) the cosine moves once per epoch;
     without, every iteration over the whole run (``train.max_iters`` when set, else ``train.epochs``
     epochs).  Equal to mmcv's and mmengine's schedulers at every iteration
-    (``tests/test_engine_schedule.py``).
+    (``tests/engine/test_engine_schedule.py``).
     """
     s = exp.sched
     epoch = it // max(iters_per_epoch, 1)

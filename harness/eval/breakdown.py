@@ -5,7 +5,7 @@ A bin's AP is COCOeval's AP with every person outside the bin marked *ignored*, 
 treats people outside an area range for AP (M)/(L): a detection matched to an ignored person is neither a
 true nor a false positive, and a detection that matches nobody stays a false positive.  *Dropping* the
 out-of-bin people instead would turn every correct detection of them into a false positive and
-understate the bin's AP; ``tests/eval/test_breakdown.py`` shows the difference on a constructed case.
+understate the bin's AP; ``tests/eval/test_eval_breakdown.py`` shows the difference on a constructed case.
 For an image-level attribute (CrowdPose's crowd index) the unmatched detections of out-of-bin images are
 ignored too, which is the same as evaluating the bin's images only -- what the CrowdPose evaluator does
 for AP(E)/AP(M)/AP(H) (xtcocotools ``COCOeval.get_type_result``).  A bin holding every person reproduces

@@ -4,7 +4,7 @@
 -> ``COCOeval`` (``keypoints`` or, for CrowdPose, ``keypoints_crowd``) with the dataset's sigmas.
 Its numbers equal mmpose 1.3.2's ``CocoMetric(score_mode=..., keypoint_score_thr=...,
 nms_mode=..., nms_thr=...)`` with the same options on the same raw predictions
-(``tests/test_eval_coco.py`` against numbers mmpose produced, ``tests/data/mmpose_ref/``).
+(``tests/eval/test_eval_coco.py`` against numbers mmpose produced, ``tests/fixtures/mmpose_ref/``).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Two FLOP counts are given for every model, always labelled, because papers disag
   ``aten::scaled_dot_product_attention`` (HRFormer's window attention: two matmuls, ``B*heads*Nq*Nk*d``
   each).  HRNeXt's dynamic convs trace to ``aten::matmul`` (kernel mixing, and the per-sample 1x1 convs)
   and a grouped ``aten::_convolution`` with the batch folded into the groups; fvcore counts both
-  correctly (checked in ``tests/test_profile.py``).  Element-wise operators (add, mul, GELU, ...) are not
+  correctly (checked in ``tests/profile/test_profile.py``).  Element-wise operators (add, mul, GELU, ...) are not
   counted by fvcore; they are listed in ``ProfileStatic.fvcore_skipped_ops``.
 * ``gflops_paper_convention`` (:func:`paper_gflops`): per family, the convention that best reproduces the
   HRNeXt paper's table (Zhang et al., IEEE TMM 2023, doi:10.1109/TMM.2023.3248144), chosen by
@@ -226,7 +226,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
 )}
 
 # Per family, the convention that reproduces the paper's figures best (chosen by ``fit_conventions``
-# over the ten paper (model, input) pairs; the residuals are in tests/test_profile.py and the report):
+# over the ten paper (model, input) pairs; the residuals are in tests/profile/test_profile.py and the report):
 # HRNet is reproduced exactly by HRNet's own summary (2^30 "G"); HRNeXt by mmcv-style hooks with a 2^30
 # "G" (2.50 / 10.75; the authors' torchstat hooks, which skip LayerNorm, give 2.50 / 10.74); HRFormer
 # best, within 1.2 % (no candidate matches all four figures), by conv + linear on the unpadded tokens.
