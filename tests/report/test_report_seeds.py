@@ -14,9 +14,9 @@ from harness.report.figures import make_figures, plot_points
 from harness.report.seeds import mean_std, pool_seeds
 from harness.report.tables import make_table
 from harness.results import load_results
+from support.paths import FIXTURES as FIXTURES_ROOT, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures" / "records"
+FIXTURES = FIXTURES_ROOT / "records"
 RUN = FIXTURES / "runs" / "coco" / "hrnet-w32" / "20261101T120000_a1b2c3d4_4242_0f1e2d.json"
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness import create_pose_model, load_weights
-from reference_rule import FIXTURES, PAPER_MODELS, fingerprint, grad_probe_batch, reference_state_dict
+from support.reference_rule import FIXTURES, PAPER_MODELS, fingerprint, grad_probe_batch, reference_state_dict
 
 # Relative error allowed per parameter.  HRNet/HRFormer agree to ~1e-13.  HRNeXt's random-weight gradients
 # reach 1e9-1e10 and the kernel attention normalises a batch of two pooled vectors, which amplifies float64
