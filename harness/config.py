@@ -401,7 +401,8 @@ class Experiment:
 
     @property
     def family(self) -> str:
-        return self.model.name.split("-")[0]
+        """The model's family (``hrnet``, ``hrformer``, ``hrnext``), as the model zoo's registry states it."""
+        return _family(self.model.name)
 
     def resolved_work_dir(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path("work_dirs") / self.name

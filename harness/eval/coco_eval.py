@@ -20,15 +20,13 @@ from harness.data.metainfo import DatasetMeta
 from harness.errors import AnnotationError, PredictionError
 from harness.io import atomic_write_json
 from harness.report.tabular import Column, Table, fmt_num
-from harness.eval.options import check_options
+from harness.eval.options import CROWD_METRIC_NAMES, METRIC_NAMES, check_options
 from harness.eval.postprocess import RawPredictions, postprocess, to_coco_results
 
 log = logging.getLogger(__name__)
 
 __all__ = ["evaluate", "evaluate_results", "METRIC_NAMES", "CROWD_METRIC_NAMES", "format_metrics", "load_coco_gt"]
 
-METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
-CROWD_METRIC_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
 
 
 def load_coco_gt(ann_file: str | Path, meta: DatasetMeta | None = None):

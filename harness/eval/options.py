@@ -1,4 +1,5 @@
-"""mmpose 1.3.2 ``CocoMetric``'s scoring and NMS options: their vocabulary and domains, stated once.
+"""mmpose 1.3.2 ``CocoMetric``'s scoring and NMS options (vocabulary and domains) and the names of the
+metrics it reports, stated once.
 
 Light on purpose (no numpy/torch): ``EvalCfg`` (``harness.config``), ``harness.eval.postprocess`` (which
 implements them) and the CLI's argument parsers (at start-up) all read them from here.
@@ -11,7 +12,8 @@ from typing import Any, Literal
 
 from harness.errors import ConfigError
 
-__all__ = ["ScoreMode", "NmsMode", "SCORE_MODES", "NMS_MODES", "eval_option_problem", "check_options"]
+__all__ = ["ScoreMode", "NmsMode", "SCORE_MODES", "NMS_MODES", "METRIC_NAMES", "CROWD_METRIC_NAMES",
+           "eval_option_problem", "check_options"]
 
 # CocoMetric's ``score_mode`` also allows 'bbox_rle' (RLE heads' scores, which heatmap models do not
 # have); it is left out.
@@ -19,6 +21,11 @@ ScoreMode = Literal["bbox_keypoint", "bbox", "keypoint"]
 NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
 SCORE_MODES: tuple[str, ...] = typing.get_args(ScoreMode)
 NMS_MODES: tuple[str, ...] = typing.get_args(NmsMode)
+
+# The metrics CocoMetric reports, in its order: COCO-style keypoints, and CrowdPose's keypoints_crowd
+# (no area ranges; AP by crowd index easy/medium/hard instead).
+METRIC_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
+CROWD_METRIC_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP(E)", "AP(M)", "AP(H)")
 
 
 def eval_option_problem(score_mode: Any, keypoint_score_thr: Any, nms_mode: Any,

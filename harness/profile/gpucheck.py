@@ -41,9 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+import backbones
 from torch.utils.data import DataLoader
 
 from harness.data import build_dataset
+from harness.data.codecs import default_sigma
 from harness.data.synthetic import SynthConfig, generate
 from harness.engine.checkpoint import LAST, load_checkpoint
 from harness.io import atomic_write_text
@@ -191,10 +194,10 @@ def workers_needed(target_ips: float, loader_rows: list[dict]) -> dict:
 
 # ---------------------------------------------------------------------------------- 3. train, kill, resume
 def _train_cmd(s: GpuCheckSettings, nproc: int, data_root: Path, work_dir: Path, resume: bool) -> list[str]:
-    family = s.train_model.split("-")[0]
+    family = backbones.get_entry(s.train_model).family
     h, w = s.train_input
     sets = {"model.name": s.train_model, "data.root": str(data_root), "data.input_size": f"{h}x{w}",
-            "data.sigma": 2.0 if h < 384 else 3.0, "data.num_workers": s.train_workers, "train.amp": "bf16",
+            "data.sigma": default_sigma((h, w)), "data.num_workers": s.train_workers, "train.amp": "bf16",
             "train.batch_size": s.train_batch, "train.epochs": 10_000, "train.max_iters": s.train_iters,
             "train.deterministic": "true", "train.val_interval": 0, "train.ckpt_interval": 10_000,
             "train.log_interval": 1, "train.channels_last": "true"}

@@ -12,13 +12,14 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from harness.errors import RecordError
+from harness.eval.options import CROWD_METRIC_NAMES, METRIC_NAMES as EVAL_METRIC_NAMES
 from harness.validate import check_hw, is_finite_number, is_integer
 
 SCHEMA_VERSION = 1
 
-# mmpose's metric names; CrowdPose adds the easy/medium/hard crowd-index splits.
-COCO_METRICS = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
-CROWDPOSE_METRICS = ("AP(E)", "AP(M)", "AP(H)")
+# mmpose's metric names (harness.eval.options); CrowdPose adds the easy/medium/hard crowd-index splits.
+COCO_METRICS = EVAL_METRIC_NAMES
+CROWDPOSE_METRICS = tuple(n for n in CROWD_METRIC_NAMES if n not in EVAL_METRIC_NAMES)
 METRIC_NAMES = COCO_METRICS + CROWDPOSE_METRICS
 
 BOXES = ("det", "gt")
