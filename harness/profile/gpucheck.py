@@ -41,10 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-import backbones
 from torch.utils.data import DataLoader
 
+import backbones
 from harness.data import build_dataset
 from harness.data.codecs import default_sigma
 from harness.data.synthetic import SynthConfig, generate
