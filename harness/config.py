@@ -306,8 +306,13 @@ class EvalCfg:
     keypoint_score_thr: float = 0.2
     nms_mode: NmsMode = "oks_nms"
     nms_thr: float = 0.9
+    # Predict with PoseModel.fuse(): BatchNorm folded into the convs (same heatmaps up to float rounding,
+    # tested; speed only, so not hashed).
+    fuse: bool = field(default=True, metadata={"hash": False})
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fuse, bool):
+            fail("eval.fuse", f"must be true or false, got {self.fuse!r}")
         if not isinstance(self.dataset, str) or not self.dataset:
             fail("eval.dataset", f"must be a non-empty string, got {self.dataset!r}")
         if not isinstance(self.root, str):

@@ -21,6 +21,7 @@ from harness.data import HeatmapCodec
 from harness.data import build_dataset as _build_dataset
 from harness.data.transforms import AUGMENT_PRESETS
 from harness.errors import ConfigError, MissingFileError, UsageError, WeightsError
+from harness.models import PoseModel
 from harness.profile import ProfileStatic, count_params, machine_info, profile_static
 from harness.results.schema import METRIC_NAMES
 from harness.weights import load_weights
@@ -143,13 +144,16 @@ def _det_path(det_file: str | None) -> str | None:
 def evaluate(model: nn.Module, dataset, exp: Experiment, *, device: torch.device, progress: bool = True,
              on_eval=None) -> dict:
     """Predict on ``dataset`` and score with COCO-style OKS metrics -> {"AP": ..., ...}, scoring and
-    NMS as ``exp.eval`` says (score_mode, keypoint_score_thr, nms_mode, nms_thr).
+    NMS as ``exp.eval`` says (score_mode, keypoint_score_thr, nms_mode, nms_thr); a ``PoseModel`` predicts
+    through its BatchNorm-folded copy (``PoseModel.fuse``) unless ``eval.fuse=false``.
 
     ``on_eval`` is handed to ``harness.eval.evaluate`` (e.g. a ``harness.eval.details.EvalDetails``)."""
     from harness.data.loader import resolve_num_workers
     from harness.eval import evaluate as _evaluate
     from harness.eval import predict
 
+    if exp.eval.fuse and isinstance(model, PoseModel):
+        model = model.fuse()  # an inference copy; the caller's (training) model is left as it is
     preds = predict(model, dataset, batch_size=exp.eval.batch_size, flip_test=exp.eval.flip_test, device=device,
                     num_workers=resolve_num_workers(exp.data.num_workers, exp.data.max_workers), progress=progress)
     ann_file = getattr(dataset, "ann_file", None)

@@ -189,7 +189,9 @@ def side_commands(kit: RefKit, name: str, mode: str, *, batch: int, threads: int
     """(ours, reference) command lines for one measurement, identical protocol arguments."""
     common = [name, "--mode", mode, "--batch", str(batch), "--threads", str(threads), "--iters", str(iters),
               "--warmup", str(warmup)]
-    ours = [python, "-m", "harness.profile.steptimer", *common, "--reference-dir", str(kit.reference_dir)]
+    # Our inference is what the harness's evaluation runs: the BatchNorm-folded model (eval.fuse).
+    ours = [python, "-m", "harness.profile.steptimer", *common, "--reference-dir", str(kit.reference_dir),
+            *(["--fuse"] if mode == "infer" else [])]
     ref = [str(kit.python), str(kit.kit_dir / "time_ref.py"), *common]
     return ours, ref
 

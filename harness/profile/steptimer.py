@@ -44,13 +44,18 @@ def reference_weights(reference_dir: str | Path, name: str) -> dict[str, torch.T
 
 def time_ours(name: str, *, mode: str = "train", batch: int = 8, threads: int = 2, iters: int = 10,
               warmup: int = 3, seed: int = 0, input_hw: tuple[int, int] | None = None,
-              reference_dir: str | Path | None = None, channels_last: bool = False) -> dict:
-    """Time ``name`` under the reference kit's protocol in this process; the JSON-ready result."""
+              reference_dir: str | Path | None = None, channels_last: bool = False, fuse: bool = False) -> dict:
+    """Time ``name`` under the reference kit's protocol in this process; the JSON-ready result.
+    ``fuse`` (inference only): time ``PoseModel.fuse()``, as the harness's evaluation predicts."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = create_pose_model(name)
     if reference_dir is not None:
         load_weights(model, reference_weights(reference_dir, name))
+    if fuse:
+        if mode != "infer":
+            raise ValueError("fuse: a fused model is for inference only (mode='infer')")
+        model = model.fuse()
     h, w = parse_hw(input_hw) if input_hw else default_input_hw(name)
     x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed))
     if channels_last:
@@ -59,7 +64,7 @@ def time_ours(name: str, *, mode: str = "train", batch: int = 8, threads: int = 
     times = time_step(make_step(model, x, mode, protocol="refkit"), warmup=warmup, iters=iters)
     return dict(name=name, mode=mode, batch=batch, threads=threads, median_s=statistics.median(times),
                 min_s=min(times), iters=iters, warmup=warmup, torch=torch.__version__,
-                impl="hrbench" + ("+channels_last" if channels_last else ""), input_hw=[h, w],
+                impl="hrbench" + ("+fused" if fuse else "") + ("+channels_last" if channels_last else ""), input_hw=[h, w],
                 weights="reference" if reference_dir is not None else "default", times_s=times)
 
 
@@ -75,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input", default=None, metavar="HxW", help="default: the paper's size, else 256x192")
     ap.add_argument("--reference-dir", default=None, help="folder with refweights.py and the manifests")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--fuse", action="store_true", help="inference: time PoseModel.fuse() (as evaluation runs)")
     a = ap.parse_args(argv)
     res = time_ours(a.name, mode=a.mode, batch=a.batch, threads=a.threads, iters=a.iters, warmup=a.warmup,
-                    seed=a.seed, input_hw=a.input, reference_dir=a.reference_dir, channels_last=a.channels_last)
+                    seed=a.seed, input_hw=a.input, reference_dir=a.reference_dir, channels_last=a.channels_last,
+                    fuse=a.fuse)
     print(json.dumps(res), flush=True)
     return 0
 

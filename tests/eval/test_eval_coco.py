@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from harness.data import COCO_META, CROWDPOSE_META, CocoKeypoints, get_meta
 from harness.data.transforms import bbox_xywh_to_cs
@@ -232,6 +233,31 @@ def test_evalcfg_options_reach_the_evaluator(monkeypatch):
 
     assert builders.evaluate(None, DS(), exp, device="cpu", progress=False) == {"AP": 0.5}
     assert seen == dict(score_mode="bbox", keypoint_score_thr=0.3, nms_mode="soft_oks_nms", nms_thr=0.5, on_eval=None)
+
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_evaluation_predicts_with_the_fused_model_unless_told_otherwise(monkeypatch, fuse):
+    """eval.fuse (default true): the BatchNorm-folded inference copy predicts; the caller's model is unchanged."""
+    import harness.eval as he
+    from harness import create_pose_model
+    from harness.config import apply_overrides, get_experiment
+    from harness.engine import builders
+
+    seen = {}
+    monkeypatch.setattr(he, "predict", lambda model, *a, **k: seen.update(model=model) or ["preds"])
+    monkeypatch.setattr(he, "evaluate", lambda preds, ann, meta, **kw: {"AP": 0.5})
+    exp = apply_overrides(get_experiment("demo-hrnet"), [f"eval.fuse={str(fuse).lower()}"])
+    model = create_pose_model("hrnet-demo").train()
+
+    class DS:
+        ann_file, meta = "x.json", COCO_META
+
+    builders.evaluate(model, DS(), exp, device="cpu", progress=False)
+    assert (seen["model"] is not model) == fuse and seen["model"].fused == fuse
+    assert model.training and not model.fused  # the training model is untouched
+    if fuse:
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in seen["model"].modules())
 
 
 # ----------------------------------------------------------------------------- bad input
