@@ -111,6 +111,16 @@ def test_measured_recipe_source_is_a_footnote(clone, tmp_path):
     assert "[3]" not in md
 
 
+def test_pooled_seeds_keep_their_recipe_source(clone, tmp_path):
+    src = "open-mmlab/mmpose@759b39c:configs/body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w32_8xb64-210e_coco-256x192.py"
+    for seed in (0, 1):
+        write_record(record(experiment="hrnet-w32-mmpose", recipe="mmpose", source=src, seed=seed),
+                     root=clone / "runs")
+    t = make_table("coco", clone, tmp_path, live_profile=live, echo=False)
+    assert t.attrs["sources"][1:] == [f"measured: hrnet-w32-mmpose (recipe mmpose from {src})"]
+    assert t.iloc[1]["Source"] == "measured: hrnet-w32-mmpose (seeds 0, 1; mean ± std, n=2, 2026-11-20) [2]"
+
+
 def _cells(line: str) -> int:
     """Cells of one Markdown table row: the unescaped pipes, less one."""
     return len(re.findall(r"(?<!\\)\|", line)) - 1
