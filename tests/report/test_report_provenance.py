@@ -112,7 +112,8 @@ def test_measured_recipe_source_is_a_footnote(clone, tmp_path):
 
 
 def test_pooled_seeds_keep_their_recipe_source(clone, tmp_path):
-    src = "open-mmlab/mmpose@759b39c:configs/body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w32_8xb64-210e_coco-256x192.py"
+    src = ("open-mmlab/mmpose@759b39c:configs/body_2d_keypoint/topdown_heatmap/coco/"
+           "td-hm_hrnet-w32_8xb64-210e_coco-256x192.py")
     for seed in (0, 1):
         write_record(record(experiment="hrnet-w32-mmpose", recipe="mmpose", source=src, seed=seed),
                      root=clone / "runs")
