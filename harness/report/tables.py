@@ -127,15 +127,52 @@ def _select_rows(df: pd.DataFrame, dataset: str, rows: pd.DataFrame | None = Non
     return rows.sort_values(["_fam", "_model", "input_h", "input_w", "_kind", "date"], na_position="first")
 
 
+def _citations(rows: pd.DataFrame) -> list[str]:
+    """The table's source footnotes: each reported row's citation, then each measured row's recipe source
+    (the store's ``source`` text, for runs whose record names the code its recipe was read from)."""
+    reported = sorted(set(rows.loc[rows["kind"] == "reported", "source"]))
+    with_recipe = (rows["kind"] == "measured") & rows["recipe_source"].notna()
+    return reported + sorted(set(rows.loc[with_recipe, "source"]) - set(reported))
+
+
 def _source(row, cite: dict[str, int]) -> str:
     if row.kind == "reported":
         return f"reported [{cite[row.source]}]"
     if row.kind == "pending":
         return "no result yet"
     date = "" if pd.isna(row.date) else f", {row.date:%Y-%m-%d}"
+    ref = f" [{cite[row.source]}]" if row.source in cite else ""
     if row.n > 1:
-        return f"measured: {row.experiment} (seeds {', '.join(map(str, row.seeds))}; mean ± std, n={row.n}{date})"
-    return f"measured: {row.experiment} (seed {row.seed}{date})"
+        return (f"measured: {row.experiment} (seeds {', '.join(map(str, row.seeds))}; mean ± std, n={row.n}{date})"
+                f"{ref}")
+    return f"measured: {row.experiment} (seed {row.seed}{date}){ref}"
+
+
+def _where(o: dict) -> str:
+    """Where an other-source figure was read: ``owner/name@commit7:path line N``."""
+    return f"{o['repo']}@{o['commit'][:7]}:{o['path']} line {o['line']}"
+
+
+def disagreements(rows: pd.DataFrame, other_sources: list[dict], metrics: tuple[Metric, ...],
+                  cite: dict[str, int]) -> list[str]:
+    """One line per reported row and metric whose figure another source (``df.attrs["other_sources"]``,
+    see :func:`harness.results.load_results`) publishes differently: the reported value and citation,
+    then each other source's value and where it was read. Values equal to 3 decimals agree."""
+    by_row: dict[tuple, list[dict]] = {}
+    for o in other_sources:
+        key = (o["model"], o["dataset"], _split_name(o["split"]), o["boxes"], o["input_h"], o["input_w"], o["metric"])
+        by_row.setdefault(key, []).append(o)
+    out = []
+    for r in rows[rows["kind"] == "reported"].itertuples():
+        for m in metrics:
+            key = (r.model, r.dataset, _split_name(r.split), r.boxes, int(r.input_h), int(r.input_w), m.column)
+            others = by_row.get(key, [])
+            paper = rows.at[r.Index, m.column]
+            if pd.isna(paper) or all(round(o["value"], 3) == round(float(paper), 3) for o in others):
+                continue
+            out.append(f"{r.display_name} {r.input_h}×{r.input_w} {m.header}: reported [{cite[r.source]}] "
+                       f"{paper:.3f}; " + "; ".join(f"{o['source']} {o['value']:.3f} ({_where(o)})" for o in others))
+    return out
 
 
 def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile, *,
@@ -146,7 +183,7 @@ def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile, *,
     seeds, ``attrs["std"]`` / ``attrs["n"]`` the sample std and the number of seeds per row."""
     spec = _spec(dataset)
     rows = pool_seeds(_select_rows(df, dataset, rows), [m.column for m in spec.metrics])
-    sources = sorted(set(rows.loc[rows["kind"] == "reported", "source"]))
+    sources = _citations(rows)
     cite = {s: i for i, s in enumerate(sources, start=1)}
     keys = [(r.model, int(r.input_h), int(r.input_w)) for r in rows.itertuples()]
     costs = collect_costs(keys, live_profile)
@@ -163,6 +200,7 @@ def build_table(df: pd.DataFrame, dataset: str, live_profile: LiveProfile, *,
     })
     out.attrs["family"] = rows["family"].tolist()
     out.attrs["sources"] = sources
+    out.attrs["disagreements"] = disagreements(rows, df.attrs.get("other_sources", []), spec.metrics, cite)
     out.attrs["title"] = title or spec.title
     out.attrs["metrics"] = [m.header for m in spec.metrics]
     out.attrs["tex_headers"] = [m.tex for m in spec.metrics]
@@ -194,6 +232,10 @@ def _best(table: pd.DataFrame, col: str) -> float:
 
 def _notes(table: pd.DataFrame) -> list[str]:
     notes = [f"[{i}] {s}" for i, s in enumerate(table.attrs.get("sources", []), start=1)]
+    differ = table.attrs.get("disagreements", [])
+    if differ:
+        notes.append("Published elsewhere with other figures (the reported numbers above are kept as "
+                     "printed):\n" + "\n".join(f"- {d}" for d in differ))
     bad = table.attrs.get("bad_files", [])
     if bad:
         notes.append(f"Skipped {len(bad)} malformed result file(s): "

@@ -3,6 +3,7 @@
 Layout (under ``root``, default ``results/``)::
 
     reported/*.csv          rows copied from papers (kind=reported), versioned with the code
+    reported/other_sources/*.csv   other sources' published figures for those rows (df.attrs["other_sources"])
     runs/<dataset>/<model>/<date>_<hash8>_<pid>_<uuid6>.json   measured runs (kind=measured)
     profiles/**/*.json      cached profiler output (kind=profile)
 
@@ -43,13 +44,21 @@ COLUMNS: tuple[str, ...] = (
     "kind", "model", "family", "display_name", "dataset", "split", "boxes", "input_h", "input_w",
     "pretrain", "params", "params_m", "gflops", *METRIC_NAMES,
     "experiment", "recipe", "seed", "config_hash", "git_commit", "hardware", "date", "checkpoint",
-    "gflops_fvcore", "gflops_paper_convention", "convention", "latency", "extra", "source", "file",
+    "gflops_fvcore", "gflops_paper_convention", "convention", "latency", "extra", "source",
+    "recipe_source", "file",
 )
 
 # The columns a reported CSV must have (the paper's table plus provenance).
 REPORTED_COLUMNS: tuple[str, ...] = (
     "model", "family", "display_name", "dataset", "split", "boxes", "input_h", "input_w", "pretrain",
     "params_m", "gflops", "AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "source", "kind",
+)
+
+# Other sources' published figures for the reported rows (the original authors' READMEs, mmpose's model
+# zoo): one metric value per line, with where it was read (repository, 40-hex commit, file, line).
+OTHER_SOURCE_COLUMNS: tuple[str, ...] = (
+    "model", "dataset", "split", "boxes", "input_h", "input_w", "metric", "value",
+    "source", "repo", "commit", "path", "line",
 )
 
 
@@ -108,7 +117,7 @@ def _run_row(rec: RunRecord, path: Path) -> dict[str, Any]:
         "experiment": rec.experiment, "recipe": rec.recipe, "seed": rec.seed, "config_hash": rec.config_hash,
         "git_commit": rec.git_commit, "hardware": _hardware_str(rec.hardware), "date": rec.date,
         "checkpoint": rec.checkpoint, "extra": rec.extra, "source": _measured_source(rec),
-        "file": str(path),
+        "recipe_source": rec.source, "file": str(path),
     }
     row.update({k: _metric(v) for k, v in rec.metrics.items()})
     return row
@@ -135,8 +144,8 @@ def _read_json(path: Path) -> Any:
         raise RecordError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
-def _reported_rows(path: Path) -> list[dict[str, Any]]:
-    """Read one reported CSV; any bad cell makes the whole file bad (a paper table is all-or-nothing)."""
+def _read_csv(path: Path) -> list[list[str]]:
+    """The rows of a CSV file (header first); an unreadable or empty file is a :class:`RecordError`."""
     # The csv module, not pandas: pandas silently turns a row with one cell too many into an index.
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -145,6 +154,12 @@ def _reported_rows(path: Path) -> list[dict[str, Any]]:
         raise RecordError(f"unreadable CSV ({type(e).__name__}: {e})") from None
     if not table:
         raise RecordError("empty file")
+    return table
+
+
+def _reported_rows(path: Path) -> list[dict[str, Any]]:
+    """Read one reported CSV; any bad cell makes the whole file bad (a paper table is all-or-nothing)."""
+    table = _read_csv(path)
     header = table[0]
     body = [(i, r) for i, r in enumerate(table[1:], start=2) if r]  # line 1 is the header
     missing = [c for c in REPORTED_COLUMNS if c not in header]
@@ -192,24 +207,74 @@ def _reported_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _other_source_rows(path: Path) -> list[dict[str, Any]]:
+    """Read one ``reported/other_sources/*.csv``; any bad cell makes the whole file bad."""
+    table = _read_csv(path)
+    header = table[0]
+    if tuple(header) != OTHER_SOURCE_COLUMNS:
+        missing = [c for c in OTHER_SOURCE_COLUMNS if c not in header]
+        unknown = sorted(set(header) - set(OTHER_SOURCE_COLUMNS))
+        raise RecordError(f"header must be {list(OTHER_SOURCE_COLUMNS)} (missing {missing}, unknown {unknown})")
+    body = [(i, r) for i, r in enumerate(table[1:], start=2) if r]
+    if not body:
+        raise RecordError("no rows")
+    rows, seen = [], {}
+    for i, cells in body:
+        where = f"line {i}"
+        if len(cells) != len(header):
+            raise RecordError(f"{where}: {len(cells)} cells, the header has {len(header)}")
+        r = dict(zip(header, cells))
+        try:
+            for col in ("model", "dataset", "split", "source", "repo", "path"):
+                if not r[col].strip():
+                    raise ValueError(f"column {col!r} is empty")
+            if r["boxes"] not in BOXES:
+                raise ValueError(f"column 'boxes': {r['boxes']!r} is not one of {list(BOXES)}")
+            if r["metric"] not in METRIC_NAMES:
+                raise ValueError(f"column 'metric': {r['metric']!r} is not one of {list(METRIC_NAMES)}")
+            if len(r["commit"]) != 40 or any(ch not in "0123456789abcdef" for ch in r["commit"]):
+                raise ValueError(f"column 'commit': expected 40 lowercase hex digits, got {r['commit']!r}")
+            if r["repo"].count("/") != 1:
+                raise ValueError(f"column 'repo': expected owner/name, got {r['repo']!r}")
+            ih, iw, line = int(r["input_h"]), int(r["input_w"]), int(r["line"])
+            if ih <= 0 or iw <= 0 or line <= 0:
+                raise ValueError("input size and line must be positive")
+            v = float(r["value"])
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"column 'value': {v} is outside [0, 1]")
+        except ValueError as e:
+            raise RecordError(f"{where}: {e}") from None
+        key = (r["model"], r["dataset"], r["split"], r["boxes"], ih, iw, r["metric"], r["source"])
+        if key in seen:
+            raise RecordError(f"{where}: repeats line {seen[key]} ({r['source']}, {r['model']} {ih}x{iw} "
+                              f"{r['metric']})")
+        seen[key] = i
+        rows.append({**r, "input_h": ih, "input_w": iw, "line": line, "value": v, "file": str(path)})
+    return rows
+
+
 def load_results(root: str | os.PathLike = "results", *, strict: bool = False) -> pd.DataFrame:
     """Read ``root/reported/*.csv``, ``root/runs/**/*.json`` and ``root/profiles/**/*.json`` into one frame.
 
     Columns are :data:`COLUMNS` (documented in results/README.md), one row per reported table row,
-    measured run or profile. Files that fail validation are never dropped silently: each is logged in
-    one warning with its reason, listed in ``df.attrs["bad_files"]`` (``[{"file", "reason"}, ...]``),
-    and with ``strict=True`` the call raises :class:`ResultsError` naming all of them.
+    measured run or profile. ``reported/other_sources/*.csv`` (:data:`OTHER_SOURCE_COLUMNS`) give other
+    sources' figures for the reported rows: ``df.attrs["other_sources"]``, one dict per line.
+    Files that fail validation are never dropped silently: each is logged in one warning with its reason,
+    listed in ``df.attrs["bad_files"]`` (``[{"file", "reason"}, ...]``), and with ``strict=True`` the call raises :class:`ResultsError` naming all of them.
     A missing sub-folder just contributes no rows (a fresh clone has no runs yet).
     """
     root = Path(root)
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []  # {"file", "reason"}: what df.attrs["bad_files"] holds
 
-    for path in sorted((root / "reported").glob("*.csv")):
-        try:
-            rows.extend(_reported_rows(path))
-        except RecordError as e:
-            bad.append({"file": str(path), "reason": str(e)})
+    other: list[dict[str, Any]] = []  # df.attrs["other_sources"]
+    for target, folder, parse in ((rows, root / "reported", _reported_rows),
+                                  (other, root / "reported" / "other_sources", _other_source_rows)):
+        for path in sorted(folder.glob("*.csv")):
+            try:
+                target.extend(parse(path))
+            except RecordError as e:
+                bad.append({"file": str(path), "reason": str(e)})
 
     for sub, parse in (("runs", lambda d, p: _run_row(RunRecord.from_dict(d), p)),
                        ("profiles", lambda d, p: _profile_row(ProfileRecord.from_dict(d), p))):
@@ -228,6 +293,7 @@ def load_results(root: str | os.PathLike = "results", *, strict: bool = False) -
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["date"] = pd.to_datetime(df["date"], utc=True, format="ISO8601")
     df.attrs["bad_files"] = bad
+    df.attrs["other_sources"] = other
     if bad:
         log.warning("skipped %d malformed result file(s):\n%s", len(bad),
                     "\n".join(f"  {b['file']}: {b['reason']}" for b in bad))
