@@ -53,6 +53,7 @@ class BenchSettings:
     eval_images: int = 5000
     eval_per_image: int = 20
     bootstrap_resamples: int = 1000
+    layouts: bool = True  # section 2 (channels_last vs the default layout)
     quick: bool = False
 
     def __post_init__(self):
@@ -110,6 +111,7 @@ def add_parser(sub) -> None:
                    help="COCO-format folder with train2017 for the pipeline (default: the development "
                         "checkout's ../shared/data/coco-mini when present)")
     p.add_argument("--out", default=str(REPO / "results" / "bench"), help="report folder (default results/bench)")
+    p.add_argument("--no-layouts", action="store_true", help="skip section 2 (channels_last vs default layout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -231,8 +233,9 @@ def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_
         log.info("bench 1/4: ours vs reference (%s)", ", ".join(names) or "none")
         models += sidebyside.compare(names, s.modes, kit, rounds=max(s.rounds, sidebyside.MIN_ROUNDS),
                                      allow_mismatch=allow_mismatch, **steps)
-    log.info("bench 2/4: channels_last vs default (%s)", ", ".join(s.models))
-    models += sidebyside.compare_layouts(s.models, s.modes, rounds=s.rounds, **steps)
+    if s.layouts:
+        log.info("bench 2/4: channels_last vs default (%s)", ", ".join(s.models))
+        models += sidebyside.compare_layouts(s.models, s.modes, rounds=s.rounds, **steps)
     log.info("bench 3/4: data pipeline")
     mmpose_python = str(kit.python) if (kit is not None and not s.quick) else None  # the kit's venv has mmpose
     data = bench_data(s, data_root, mmpose_python)
@@ -290,6 +293,8 @@ def run(args) -> int:
         overrides["models"] = tuple(args.models)
     if args.modes:
         overrides["modes"] = tuple(args.modes)
+    if args.no_layouts:
+        overrides["layouts"] = False
     try:
         if overrides:
             s = dataclasses.replace(s, **overrides)
