@@ -134,8 +134,11 @@ def _time_ours(ds, decoded: dict | None, epoch: int) -> float:
 
 
 def bench_pipeline(root: str | Path, split: str = "train2017", repeats: int = 3,
-                   mmpose_python: str | None = None) -> dict:
+                   mmpose_python: str | None = None, decode: str = "full") -> dict:
     """Per-sample ms of our pipeline (one thread) and, if available, mmpose's on the same images.
+
+    ``decode`` is our dataset's JPEG decoding (``harness.data.decode``); mmpose always decodes whole
+    images, as its pipeline does.
 
     Times are process CPU seconds on one thread. The two pipelines are timed in alternation
     (``repeats`` rounds) and the fastest round of each is kept, so that load from other processes
@@ -146,7 +149,7 @@ def bench_pipeline(root: str | Path, split: str = "train2017", repeats: int = 3,
     from harness.data.coco import load_image
 
     root = Path(root)
-    ds = build_dataset("coco", root, split.replace("2017", ""), train=True, seed=0)
+    ds = build_dataset("coco", root, split.replace("2017", ""), train=True, seed=0, decode=decode)
     n = len(ds)
     for i in range(min(5, n)):
         ds[i]
@@ -174,7 +177,7 @@ def bench_pipeline(root: str | Path, split: str = "train2017", repeats: int = 3,
         mm_full.append(mm["ms_per_sample"] / 1e3)
         mm_nodec.append(mm["ms_per_sample_without_decode"] / 1e3)
     out = {"ours": {"ms_per_sample": 1e3 * min(ours_full), "ms_per_sample_without_decode": 1e3 * min(ours_nodec),
-                    "samples": n}, "mmpose": None, "rounds": repeats}
+                    "samples": n, "decode": decode}, "mmpose": None, "rounds": repeats}
     if mm_full:
         out["mmpose"] = {"ms_per_sample": 1e3 * min(mm_full), "ms_per_sample_without_decode": 1e3 * min(mm_nodec),
                          "samples": n}

@@ -181,6 +181,10 @@ def test_bench_quick_writes_the_report_with_ratios(tmp_path, capsys):
     assert r["ours_torch"] == torch.__version__
     assert f"{r['ratio']:.2f}x" in md
     assert rep["data"]["ours"]["images_per_s"] > 0 and rep["data"]["ours"]["samples"] > 0
+    rows = rep["data"]["restart_marked"]["rows"]  # jpegtran is part of the machine (libjpeg-turbo-progs)
+    assert [r["decode"] for r in rows] == ["full", "roi", "scaled"]
+    assert all(r["ours_ms"] > 0 and r["samples"] == rep["data"]["ours"]["samples"] for r in rows)
+    assert "| roi |" in md
     ev = rep["eval"]
     assert ev["predictions"] == 500 * 20 and 0 < ev["kept_after_nms"] < ev["predictions"]
     assert 0 < ev["nms_share_of_evaluate"] < 1 and 0 <= ev["AP_sanity"] <= 1
@@ -227,7 +231,11 @@ def test_render_markdown_with_reference_rows():
         "data": {"ours": {"ms_per_sample": 5.0, "ms_per_sample_without_decode": 2.0, "images_per_s": 200.0,
                           "samples": 10},
                  "mmpose": {"ms_per_sample": 10.0, "ms_per_sample_without_decode": 6.0}, "speedup": 2.0,
-                 "speedup_without_decode": 3.0},
+                 "speedup_without_decode": 3.0,
+                 "restart_marked": {"rows": [{"decode": "roi", "ours_ms": 2.5, "mmpose_ms": 6.0, "speedup": 2.4,
+                                              "samples": 10},
+                                             {"decode": "scaled", "ours_ms": 2.0, "mmpose_ms": None,
+                                              "speedup": None, "samples": 10}]}},
         "eval": {"error": "not run"},
     }
     md = bench.render_markdown(report)
@@ -235,3 +243,6 @@ def test_render_markdown_with_reference_rows():
     assert "hrnext-s: not compared with a reference (no HRNeXt code)" in md
     assert "| mmpose | 10.00 | 6.00 | 100.0 | 2.00x (3.00x without decode) |" in md
     assert "not measured: not run" in md and "(torch 2.14.1)" in md
+    assert "| roi | 2.50 | 6.00 | 2.40x |" in md and "| scaled | 2.00 | not available | - |" in md
+    report["data"]["restart_marked"] = {"error": "jpegtran not found"}
+    assert "Restart-marked copy: not measured (jpegtran not found)." in bench.render_markdown(report)
