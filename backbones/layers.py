@@ -156,6 +156,69 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """An inference conv with its bias, an optional residual ``other`` and a ReLU applied in the same pass.
+
+    ``PointwiseConv2d.wrap(conv, act)`` shares ``conv``'s parameters (same state-dict keys).  On CPU
+    float32 without autograd it is one oneDNN call with post-ops (``torch.ops.mkldnn._convolution_pointwise``,
+    the kernel ``torch.compile`` itself lowers to on CPU), which saves a pass over the output per
+    post-op; elsewhere (CUDA, float64, bf16, autograd) it runs the same ops one by one.  Equal up to
+    float rounding (the add and the ReLU see the same fp32 values either way).
+    """
+
+    act: str | None = None
+
+    @classmethod
+    def wrap(cls, conv: nn.Conv2d, act: str | None) -> "PointwiseConv2d":
+        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise TypeError(f"PointwiseConv2d.wrap: a plain zero-padded nn.Conv2d is needed, got {conv!r}")
+        if act not in (None, "relu"):
+            raise ValueError(f"PointwiseConv2d: act={act!r}: expected None or 'relu'")
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                  device=conv.weight.device, dtype=conv.weight.dtype)
+        new.weight, new.bias, new.act = conv.weight, conv.bias, act
+        return new
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_grad_enabled()
+                and torch.backends.mkldnn.is_available()):
+            args = (self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups)
+            if other is None:
+                return torch.ops.mkldnn._convolution_pointwise(x, *args, self.act or "none", [None], "")
+            return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, self.act, [None], "")
+        y = super().forward(x)
+        if other is not None:
+            y = y + other
+        return F.relu(y) if self.act == "relu" else y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", act={self.act}"
+
+
+def _folded(norm: nn.Module | None) -> bool:
+    return isinstance(norm, nn.Identity)
+
+
+@torch.no_grad()
+def fuse_conv_activations(model: nn.Module) -> nn.Module:
+    """After :func:`fold_batchnorm`: give every folded conv followed by a ReLU (and, in the residual blocks,
+    the residual add) to :class:`PointwiseConv2d`, in place.  Sequential runs ``conv, Identity, ReLU``
+    (the folded ``conv_norm(..., act="relu")``) are rewritten here; blocks whose forward owns the ReLU
+    do it in their ``fuse_activations()``, called when every BN they declare in ``fuse_pairs`` is folded."""
+    for m in list(model.modules()):
+        if isinstance(m, nn.Sequential):
+            names = [n for n, _ in m.named_children()]
+            for a, b, c in zip(names, names[1:], names[2:]):
+                conv, norm, act = getattr(m, a), getattr(m, b), getattr(m, c)
+                if type(conv) is nn.Conv2d and _folded(norm) and isinstance(act, nn.ReLU):
+                    setattr(m, a, PointwiseConv2d.wrap(conv, "relu"))
+                    setattr(m, c, nn.Identity())
+        elif hasattr(m, "fuse_activations") and all(_folded(getattr(m, n)) for _, n in m.fuse_pairs):
+            m.fuse_activations()
+    return model
+
+
 def drop_path_or_identity(rate: float) -> nn.Module:
     return DropPath(rate) if rate > 0.0 else nn.Identity()
 
@@ -177,8 +240,15 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
         self.drop_path = drop_path_or_identity(drop_path)
 
+    def fuse_activations(self) -> None:
+        """Inference (after BN folding): conv1 + ReLU, conv2 + residual + ReLU, each one pass."""
+        self.conv1 = PointwiseConv2d.wrap(self.conv1, "relu")
+        self.conv2 = PointwiseConv2d.wrap(self.conv2, "relu")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
+        if isinstance(self.conv2, PointwiseConv2d):
+            return self.conv2(self.conv1(x), other=identity)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(self.drop_path(out) + identity)
@@ -204,8 +274,16 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         self.drop_path = drop_path_or_identity(drop_path)
 
+    def fuse_activations(self) -> None:
+        """Inference (after BN folding): each conv with its ReLU (conv3 also with the residual) in one pass."""
+        self.conv1 = PointwiseConv2d.wrap(self.conv1, "relu")
+        self.conv2 = PointwiseConv2d.wrap(self.conv2, "relu")
+        self.conv3 = PointwiseConv2d.wrap(self.conv3, "relu")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
+        if isinstance(self.conv3, PointwiseConv2d):
+            return self.conv3(self.conv2(self.conv1(x)), other=identity)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))

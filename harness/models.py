@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 import backbones
-from backbones.layers import fold_batchnorm
+from backbones.layers import fold_batchnorm, fuse_conv_activations
 
 
 class HeatmapHead(nn.Module):
@@ -51,7 +51,9 @@ class PoseModel(nn.Module):
         Same heatmaps as ``self.eval()`` up to float rounding, fewer passes over memory.  The copy cannot
         train (its state dict has conv biases instead of those BNs); ``self`` is left unchanged.
         """
-        model = fold_batchnorm(copy.deepcopy(self).eval())
+        model = fuse_conv_activations(fold_batchnorm(copy.deepcopy(self).eval()))
+        if getattr(model.backbone, "inference_channels_last", False):
+            model = model.to(memory_format=torch.channels_last)
         model.fused = True
         return model
 

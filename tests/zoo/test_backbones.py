@@ -208,3 +208,54 @@ def test_fuse_folds_batchnorm_and_keeps_the_outputs(name):
         torch.testing.assert_close(f64(x.double()), ref, rtol=1e-10, atol=1e-12 * ref.abs().max().item())
     with pytest.raises(RuntimeError, match="inference only"):
         fused.train()
+    from backbones.layers import PointwiseConv2d
+
+    pointwise = sum(isinstance(m, PointwiseConv2d) for m in fused.modules())
+    relus = sum(isinstance(m, torch.nn.ReLU) for m in fused.modules())
+    if name.startswith("hrnet"):  # every conv followed by a ReLU runs with it (blocks, stem, transitions)
+        assert pointwise > 0 and fused.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    elif name.startswith("hrformer"):  # its stem and stage-1 Bottlenecks
+        assert pointwise > 0
+    else:
+        assert pointwise == 0  # HRNeXt has no conv + ReLU
+    assert relus <= sum(isinstance(m, torch.nn.ReLU) for m in model.modules())
+
+
+@pytest.mark.parametrize("act", [None, "relu"])
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_conv_equals_conv_add_relu(act, residual, channels_last):
+    """PointwiseConv2d's one-call oneDNN path (CPU fp32, no grad) and its op-by-op path equal conv [+ x] [relu]."""
+    from backbones.layers import PointwiseConv2d
+
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, stride=1, padding=1, bias=True)
+    x, other = torch.randn(2, 8, 12, 10, generator=g), torch.randn(2, 8, 12, 10, generator=g)
+    if channels_last:
+        x, other = (t.contiguous(memory_format=torch.channels_last) for t in (x, other))
+    pw = PointwiseConv2d.wrap(conv, act)
+    assert pw.weight is conv.weight and pw.bias is conv.bias and "act=" in repr(pw)
+    expect = conv(x) + (other if residual else 0)
+    expect = expect.relu() if act else expect
+    with torch.no_grad():
+        torch.testing.assert_close(pw(x, other if residual else None), expect, rtol=1e-5, atol=1e-5)
+    got = pw(x, other if residual else None)  # autograd on: the op-by-op path, differentiable
+    torch.testing.assert_close(got, expect)
+    got.sum().backward()
+    assert conv.weight.grad is not None
+    with torch.no_grad():  # float64 takes the op-by-op path too
+        pw64 = PointwiseConv2d.wrap(copy.deepcopy(conv).double(), act)
+        ref = copy.deepcopy(conv).double()(x.double()) + (other.double() if residual else 0)
+        torch.testing.assert_close(pw64(x.double(), other.double() if residual else None),
+                                   ref.relu() if act else ref)
+
+
+def test_pointwise_conv_refuses_what_it_cannot_run():
+    from backbones.layers import PointwiseConv2d, SameConv2d
+
+    with pytest.raises(TypeError, match="plain zero-padded"):
+        PointwiseConv2d.wrap(SameConv2d(4, 4, 3), "relu")
+    with pytest.raises(TypeError, match="plain zero-padded"):
+        PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "relu")
+    with pytest.raises(ValueError, match="act='gelu'"):
+        PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3), "gelu")
