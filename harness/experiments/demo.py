@@ -39,13 +39,14 @@ from harness.data.transforms import AUGMENT_PRESETS
 from harness.engine import builders
 from harness.engine.checkpoint import LAST, find_resume
 from harness.engine.testing import exp_without_init, load_for_eval
-from harness.engine.trainer import seed_everything
+from harness.engine.trainer import seed_everything, total_iterations
 from harness.io import atomic_write_json, read_marker, write_marker
+from harness.parallel import resolve_jobs
 from harness.report.breakdown import demo_breakdown_figure, demo_statistics
 from harness.report.experiments import DEMO_COLUMNS, demo_frame, demo_plot, demo_table
 from harness.results.schema import FAMILY_ORDER
 
-from .runner import measure_latency, model_costs, run_side_by_side
+from .runner import makespan, measure_latency, model_costs, probe_train_step, run_side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,28 @@ def _note(cfg: DemoConfig) -> str:
             "family's paper convention); latency: median CPU forward pass, batch 1.")
 
 
+#: Wall time of a whole ``make demo`` (training with data loading, evaluation, latency, tables) over the
+#: probe-based training time of :func:`expected_seconds`; measured on the 2-core CPU machine (README).
+EXPECTED_OVERHEAD = 1.15  # 2026-12-01: 31.7 min measured, 27.8 min from the probe (1.14)
+
+
+def expected_seconds(cfg: DemoConfig, families: list[str]) -> tuple[float, dict[str, float]]:
+    """What training ``families`` is expected to take here: (wall seconds, {family: seconds/iteration}).
+
+    A 2-step probe of each family's training step at the demo's batch and input size on one thread (as
+    the demo trains it), times its iterations, scheduled ``cfg.jobs`` side by side longest first, times
+    :data:`EXPECTED_OVERHEAD`.  Takes a few seconds; the weights it touches are thrown away."""
+    per_iter, seconds = {}, []
+    for family in families:
+        exp = experiment(cfg, family)
+        n = len(builders.build_dataset(exp, exp.data.train_split, train=True)) // exp.train.batch_size
+        model = builders.build_model(exp_without_init(exp))
+        per_iter[family] = probe_train_step(model, exp.train.batch_size, tuple(exp.data.input_size))
+        seconds.append(per_iter[family] * total_iterations(exp, max(n, 1)))
+    workers, _ = resolve_jobs(cfg.jobs, len(families))
+    return EXPECTED_OVERHEAD * makespan(seconds, workers), per_iter
+
+
 # ---------------------------------------------------------------------------------------------------- run
 
 
@@ -344,6 +367,11 @@ def run_demo(cfg: DemoConfig | None = None) -> dict:
         if done is not None:
             results[family] = done
     todo = [f for f in sorted(cfg.families, key=COST_ORDER.index) if f not in results]  # longest first
+    if todo:
+        expect, per_iter = expected_seconds(cfg, todo)
+        log.info("demo: expected to take about %.0f min here (training probe, s/iteration on one thread: %s); "
+                 "the bars below show the ETA", expect / 60,
+                 ", ".join(f"{f} {v:.2f}" for f, v in per_iter.items()))
     trained = run_side_by_side(_train_and_evaluate, [(cfg, f, str(out / "runs")) for f in todo], todo,
                                workers=cfg.jobs, desc="demo", unit="family", progress=cfg.progress)
     for res in trained:

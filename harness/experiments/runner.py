@@ -4,6 +4,7 @@
   single-threaded worker processes side by side (:mod:`harness.parallel`).
 * :func:`model_costs` -- the one call site that asks :mod:`harness.profile` for parameters and GFLOPs.
 * :func:`measure_latency` -- median batch-1 CPU forward time.
+* :func:`probe_train_step`, :func:`makespan` -- what a run of jobs is expected to take, told at its start.
 * :func:`cpu_seconds`, :func:`sample_std` -- accounting and the spread of repeated (seeded) runs.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ from harness.parallel import resolve_jobs, run_jobs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_side_by_side", "model_costs", "measure_latency", "cpu_seconds", "sample_std"]
+__all__ = ["run_side_by_side", "model_costs", "measure_latency", "probe_train_step", "makespan", "cpu_seconds",
+           "sample_std"]
 
 
 def run_side_by_side(fn: Callable[[Any], Any], jobs: Sequence[Any], names: Sequence[str], *, workers: int = 1,
@@ -65,6 +67,33 @@ def measure_latency(model: torch.nn.Module, hw: tuple[int, int], runs: int) -> f
     (:func:`harness.profile.time_step` of an inference step)."""
     step = profile.make_step(model.eval().cpu(), torch.randn(1, 3, *hw), "infer")
     return 1e3 * float(statistics.median(profile.time_step(step, warmup=2, iters=runs)))
+
+
+def probe_train_step(model: torch.nn.Module, batch: int, hw: tuple[int, int], *, threads: int = 1,
+                     iters: int = 2) -> float:
+    """Median seconds of one training step (forward, backward, SGD update) of ``model`` at ``batch`` x
+    ``hw`` on ``threads`` torch threads, after one warm-up step; the model's weights are restored."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        step = profile.make_step(model.train(), torch.randn(batch, 3, *hw), "train")
+        return float(statistics.median(profile.time_step(step, warmup=1, iters=iters)))
+    finally:
+        torch.set_num_threads(old)
+        model.load_state_dict(state)
+        model.zero_grad(set_to_none=True)
+
+
+def makespan(seconds: Sequence[float], workers: int) -> float:
+    """Wall time of jobs taking ``seconds`` each on ``workers`` side by side, longest first onto the
+    least-loaded worker (how :func:`run_side_by_side` is fed when jobs are ordered longest first)."""
+    if workers < 1:
+        raise ValueError(f"workers={workers}: expected >= 1")
+    loads = [0.0] * workers
+    for s in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += s
+    return max(loads)
 
 
 def cpu_seconds() -> float:

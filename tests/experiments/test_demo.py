@@ -12,7 +12,9 @@ import torch
 
 import harness.engine
 from harness.commands import demo as demo_cmd
-from harness.experiments.demo import FAMILIES, TABLE_COLUMNS, DemoConfig, DemoError, experiment, run_demo
+from harness.experiments.demo import (EXPECTED_OVERHEAD, FAMILIES, TABLE_COLUMNS, DemoConfig, DemoError, expected_seconds,
+                                     experiment, run_demo)
+from harness.experiments.runner import makespan
 from harness.results import load_results
 
 
@@ -105,11 +107,23 @@ def test_rerun_reuses_finished_runs(smoke, monkeypatch):
     assert len(load_results(root / "out")) == 6  # no new records
 
 
+def test_expected_duration_comes_from_a_probe_of_each_family(smoke):
+    root, _ = smoke
+    cfg = _cfg(root, jobs=2)
+    seconds, per_iter = expected_seconds(cfg, list(FAMILIES))
+    assert set(per_iter) == set(FAMILIES) and all(v > 0 for v in per_iter.values())
+    iters = experiment(cfg, "hrnet").train.max_iters  # the smoke preset: 2 iterations per family
+    assert iters == 2
+    assert seconds == pytest.approx(EXPECTED_OVERHEAD * makespan([iters * v for v in per_iter.values()], 2))
+
+
 @pytest.mark.slow
-def test_force_retrains_and_replaces_records(smoke):
+def test_force_retrains_and_replaces_records(smoke, caplog):
     root, _ = smoke
     old = json.loads((root / "wd" / "hrnet" / "demo_result.json").read_text())
-    res = run_demo(_cfg(root, families=("hrnet",), force=True))
+    with caplog.at_level("INFO", logger="harness.experiments.demo"):
+        res = run_demo(_cfg(root, families=("hrnet",), force=True))
+    assert "demo: expected to take about" in caplog.text and "hrnet " in caplog.text
     assert res["cached"] == []
     new = json.loads((root / "wd" / "hrnet" / "demo_result.json").read_text())
     assert new["records"] != old["records"] and new["iterations"] == 2
