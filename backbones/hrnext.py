@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
 from .hrformer import HRFormerBlock
-from .layers import BasicBlock, SameConv2d, drop_path_or_identity, make_norm
+from .layers import BasicBlock, PointwiseConv2d, SameConv2d, drop_path_or_identity, make_norm
 from .registry import register_family
 from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 
@@ -167,7 +167,14 @@ class GlobalFFN(nn.Module):
         self.proj2 = nn.Conv2d(dim, dim, 1, bias=False)
         self.norm2 = make_norm(norm, dim)
 
+    def fuse_activations(self) -> None:
+        """Inference (after BN folding): proj1 with its GELU, proj2 with the inner shortcut, one pass each."""
+        self.proj1 = PointwiseConv2d.wrap(self.proj1, "gelu")
+        self.proj2 = PointwiseConv2d.wrap(self.proj2, None)
+
     def forward(self, x):
+        if isinstance(self.proj2, PointwiseConv2d):
+            return self.proj2(self.spatial_gate(self.proj1(x)), other=x)
         y = self.spatial_gate(self.act(self.norm1(self.proj1(x))))
         return self.norm2(self.proj2(y)) + x
 

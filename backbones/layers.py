@@ -157,13 +157,13 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """An inference conv with its bias, an optional residual ``other`` and a ReLU applied in the same pass.
+    """An inference conv with its bias, an optional residual ``other`` and a ReLU or GELU in the same pass.
 
     ``PointwiseConv2d.wrap(conv, act)`` shares ``conv``'s parameters (same state-dict keys).  On CPU
     float32 without autograd it is one oneDNN call with post-ops (``torch.ops.mkldnn._convolution_pointwise``,
     the kernel ``torch.compile`` itself lowers to on CPU), which saves a pass over the output per
     post-op; elsewhere (CUDA, float64, bf16, autograd) it runs the same ops one by one.  Equal up to
-    float rounding (the add and the ReLU see the same fp32 values either way).
+    float rounding (oneDNN's erf GELU agrees with ``F.gelu`` to ~5e-8 relative).
     """
 
     act: str | None = None
@@ -172,8 +172,8 @@ class PointwiseConv2d(nn.Conv2d):
     def wrap(cls, conv: nn.Conv2d, act: str | None) -> "PointwiseConv2d":
         if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise TypeError(f"PointwiseConv2d.wrap: a plain zero-padded nn.Conv2d is needed, got {conv!r}")
-        if act not in (None, "relu"):
-            raise ValueError(f"PointwiseConv2d: act={act!r}: expected None or 'relu'")
+        if act not in (None, "relu", "gelu"):
+            raise ValueError(f"PointwiseConv2d: act={act!r}: expected None, 'relu' or 'gelu' (erf)")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
                   dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
                   device=conv.weight.device, dtype=conv.weight.dtype)
@@ -184,13 +184,17 @@ class PointwiseConv2d(nn.Conv2d):
         if (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_grad_enabled()
                 and torch.backends.mkldnn.is_available()):
             args = (self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups)
-            if other is None:
-                return torch.ops.mkldnn._convolution_pointwise(x, *args, self.act or "none", [None], "")
+            if other is None:  # algorithm "none": oneDNN's erf GELU, as nn.GELU()
+                return torch.ops.mkldnn._convolution_pointwise(x, *args, self.act or "none", [None],
+                                                               "none" if self.act == "gelu" else "")
+            if self.act == "gelu":  # oneDNN fuses only ReLU after a binary post-op
+                return F.gelu(torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, None,
+                                                                             [None], ""))
             return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, self.act, [None], "")
         y = super().forward(x)
         if other is not None:
             y = y + other
-        return F.relu(y) if self.act == "relu" else y
+        return F.relu(y) if self.act == "relu" else F.gelu(y) if self.act == "gelu" else y
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", act={self.act}"

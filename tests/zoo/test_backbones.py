@@ -214,14 +214,17 @@ def test_fuse_folds_batchnorm_and_keeps_the_outputs(name):
     relus = sum(isinstance(m, torch.nn.ReLU) for m in fused.modules())
     if name.startswith("hrnet"):  # every conv followed by a ReLU runs with it (blocks, stem, transitions)
         assert pointwise > 0 and fused.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    elif name.startswith("hrformer"):  # its stem and stage-1 Bottlenecks
+    elif name.startswith("hrformer"):  # its stem, stage-1 Bottlenecks and every FFN conv (GELU)
+        from backbones.hrformer import CrossFFN
+
+        ffns = [m for m in fused.modules() if isinstance(m, CrossFFN)]
+        assert pointwise > 0 and ffns and all(isinstance(m.fc2, PointwiseConv2d) for m in ffns)
+    else:  # HRNeXt: the global FFN's static 1x1 convs (GELU; the inner shortcut)
         assert pointwise > 0
-    else:
-        assert pointwise == 0  # HRNeXt has no conv + ReLU
     assert relus <= sum(isinstance(m, torch.nn.ReLU) for m in model.modules())
 
 
-@pytest.mark.parametrize("act", [None, "relu"])
+@pytest.mark.parametrize("act", [None, "relu", "gelu"])
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_pointwise_conv_equals_conv_add_relu(act, residual, channels_last):
@@ -236,7 +239,7 @@ def test_pointwise_conv_equals_conv_add_relu(act, residual, channels_last):
     pw = PointwiseConv2d.wrap(conv, act)
     assert pw.weight is conv.weight and pw.bias is conv.bias and "act=" in repr(pw)
     expect = conv(x) + (other if residual else 0)
-    expect = expect.relu() if act else expect
+    expect = {None: expect, "relu": expect.relu(), "gelu": torch.nn.functional.gelu(expect)}[act]
     with torch.no_grad():
         torch.testing.assert_close(pw(x, other if residual else None), expect, rtol=1e-5, atol=1e-5)
     got = pw(x, other if residual else None)  # autograd on: the op-by-op path, differentiable
@@ -247,7 +250,7 @@ def test_pointwise_conv_equals_conv_add_relu(act, residual, channels_last):
         pw64 = PointwiseConv2d.wrap(copy.deepcopy(conv).double(), act)
         ref = copy.deepcopy(conv).double()(x.double()) + (other.double() if residual else 0)
         torch.testing.assert_close(pw64(x.double(), other.double() if residual else None),
-                                   ref.relu() if act else ref)
+                                   {None: ref, "relu": ref.relu(), "gelu": torch.nn.functional.gelu(ref)}[act])
 
 
 def test_pointwise_conv_refuses_what_it_cannot_run():
@@ -257,5 +260,5 @@ def test_pointwise_conv_refuses_what_it_cannot_run():
         PointwiseConv2d.wrap(SameConv2d(4, 4, 3), "relu")
     with pytest.raises(TypeError, match="plain zero-padded"):
         PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "relu")
-    with pytest.raises(ValueError, match="act='gelu'"):
-        PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3), "gelu")
+    with pytest.raises(ValueError, match="act='silu'"):
+        PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3), "silu")
