@@ -66,7 +66,8 @@ class HRNet(BottleneckStem, HRNetBase):
     fusion = FusionStyle(upsample="nearest", downsample="conv3x3", act="relu")
     act = "relu"
     # PoseModel.fuse() runs it channels-last: oneDNN's plain convs then skip their layout reorders
-    # (inference, batch 8, 2 CPU threads: 1.2-1.3x; HRNeXt's dynamic convs are slower so, HRFormer is already).
+    # (inference, batch 8, 2 CPU threads: 1.2-1.3x).  Not for HRNeXt (slower channels-last) nor HRFormer
+    # (channels-last inside already).
     inference_channels_last = True
 
     def _build_branch(self, stage, module, branch, width):

@@ -206,9 +206,9 @@ def _folded(norm: nn.Module | None) -> bool:
 
 @torch.no_grad()
 def fuse_conv_activations(model: nn.Module) -> nn.Module:
-    """After :func:`fold_batchnorm`: give every folded conv followed by a ReLU (and, in the residual blocks,
-    the residual add) to :class:`PointwiseConv2d`, in place.  Sequential runs ``conv, Identity, ReLU``
-    (the folded ``conv_norm(..., act="relu")``) are rewritten here; blocks whose forward owns the ReLU
+    """After :func:`fold_batchnorm`: give every folded conv followed by a ReLU or GELU (and, in residual
+    blocks, the residual add) to :class:`PointwiseConv2d`, in place.  Sequential runs ``conv, Identity, ReLU``
+    (the folded ``conv_norm(..., act="relu")``) are rewritten here; blocks whose forward owns the activation
     do it in their ``fuse_activations()``, called when every BN they declare in ``fuse_pairs`` is folded."""
     for m in list(model.modules()):
         if isinstance(m, nn.Sequential):

@@ -126,12 +126,7 @@ def bench_data(s: BenchSettings, root: str | None, mmpose_python: str | None) ->
                          "annotations/person_keypoints_train2017.json and train2017/)"}
     if not Path(root).is_dir():
         return {"error": f"data root {root}: not found"}
-    try:
-        res = databench.bench_pipeline(root, "train2017", s.data_repeats, mmpose_python)
-    except RuntimeError as e:  # the mmpose worker failed: still report ours
-        log.warning("mmpose pipeline timing failed (%s); timing ours alone", str(e).splitlines()[0])
-        res = databench.bench_pipeline(root, "train2017", s.data_repeats, None)
-        res["mmpose_error"] = str(e)[-500:]
+    res = _pipeline(s, root, mmpose_python, "full")
     res["ours"]["images_per_s"] = 1e3 / res["ours"]["ms_per_sample"]
     res["root"] = str(root)
     res["restart_marked"] = bench_data_restart_marked(s, Path(root), mmpose_python if "mmpose_error" not in res
@@ -139,14 +134,26 @@ def bench_data(s: BenchSettings, root: str | None, mmpose_python: str | None) ->
     return res
 
 
+def _pipeline(s: BenchSettings, root: str | Path, mmpose_python: str | None, decode: str) -> dict:
+    """``databench.bench_pipeline`` on ``root``; when the mmpose worker fails, ours alone (``mmpose_error`` set)."""
+    from harness.profile import databench
+
+    try:
+        return databench.bench_pipeline(root, "train2017", s.data_repeats, mmpose_python, decode=decode)
+    except RuntimeError as e:  # the mmpose worker failed: still report ours
+        log.warning("mmpose pipeline timing failed (%s); timing ours alone", str(e).splitlines()[0])
+        res = databench.bench_pipeline(root, "train2017", s.data_repeats, None, decode=decode)
+        res["mmpose_error"] = str(e)[-500:]
+        return res
+
+
 def bench_data_restart_marked(s: BenchSettings, root: Path, mmpose_python: str | None) -> dict:
     """The pipeline on a restart-marked copy of ``root``'s train2017 (``harness.data.restarts``): ours
-    with ``decode="roi"`` and ``"scaled"`` against mmpose decoding the same files whole."""
+    with ``decode="full"``, ``"roi"`` and ``"scaled"`` against mmpose decoding the same files whole."""
     import shutil
     import tempfile
 
     from harness.data.restarts import add_restarts
-    from harness.profile import databench
 
     if shutil.which("jpegtran") is None:
         return {"error": "jpegtran not found (libjpeg-turbo-progs): no restart-marked copy"}
@@ -156,11 +163,7 @@ def bench_data_restart_marked(s: BenchSettings, root: Path, mmpose_python: str |
         (copy / "annotations").symlink_to((root / "annotations").resolve(), target_is_directory=True)
         add_restarts(root / "train2017", copy / "train2017", progress=False)
         for decode in ("full", "roi", "scaled"):
-            try:
-                r = databench.bench_pipeline(copy, "train2017", s.data_repeats, mmpose_python, decode=decode)
-            except RuntimeError as e:
-                log.warning("mmpose pipeline timing failed (%s); timing ours alone", str(e).splitlines()[0])
-                r = databench.bench_pipeline(copy, "train2017", s.data_repeats, None, decode=decode)
+            r = _pipeline(s, copy, mmpose_python, decode)
             rows.append({"decode": decode, "ours_ms": r["ours"]["ms_per_sample"],
                          "mmpose_ms": (r.get("mmpose") or {}).get("ms_per_sample"), "speedup": r.get("speedup"),
                          "samples": r["ours"]["samples"]})
