@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
 from .hrformer import HRFormerBlock
-from .layers import BasicBlock, PointwiseConv2d, SameConv2d, drop_path_or_identity, make_norm
+from .layers import BasicBlock, PointwiseConv2d, SameConv2d, drop_path_or_identity, make_norm, spatial_mean
 from .registry import register_family
 from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 
@@ -55,7 +55,7 @@ class KernelAttention(nn.Module):
         if self.training and x.shape[0] == 1:
             raise ValueError("HRNeXt's kernel attention normalises over the batch: train with batch size >= 2 "
                              "(or use static convs: dlp_dynamic=False, ffn_dynamic=False)")
-        a = x.mean((2, 3), keepdim=True)
+        a = spatial_mean(x)
         a = self.conv2(self.act(self.norm(self.conv1(a))))
         return torch.sigmoid(a.flatten(1))
 

@@ -125,6 +125,29 @@ def dilated_depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     return y[:, :, :h, :w].contiguous()
 
 
+class _SpatialMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.mean((2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        h, w = ctx.shape[-2:]
+        return (grad / (h * w)).expand(ctx.shape)
+
+
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean((2, 3), keepdim=True)`` whose backward hands autograd the gradient as a broadcast view.
+
+    ``mean``'s own backward divides the *expanded* gradient, writing a full (B, C, H, W) tensor that the
+    engine then adds to the input's other gradient; here the division runs on the (B, C, 1, 1) gradient
+    and the broadcast goes straight into that add.  The values are bitwise those of ``mean``'s backward
+    (the same ``grad / (H * W)`` per entry); one full-size pass and allocation fewer.
+    """
+    return _SpatialMean.apply(x)
+
+
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every eval-mode BatchNorm that directly follows a static conv into that conv, in place.

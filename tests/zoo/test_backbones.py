@@ -180,6 +180,29 @@ def test_dilated_depthwise_phase_conv_equals_the_dilated_conv(hw, channels_last)
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spatial_mean_gradient_is_means_bit_for_bit_without_a_full_size_tensor(dtype):
+    # HRNeXt's kernel-attention GAP: same forward and the same gradient bits as x.mean((2, 3)), also when
+    # the input has a second consumer (the conv the attention steers), but handed over as a broadcast view.
+    from backbones.layers import spatial_mean
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 7, 5, dtype=dtype, generator=g).requires_grad_()
+    w = torch.randn(6, 6, 3, 3, dtype=dtype, generator=g)
+    gy, ga = torch.randn(4, 6, 7, 5, dtype=dtype, generator=g), torch.randn(4, 6, 1, 1, dtype=dtype, generator=g)
+    assert torch.equal(spatial_mean(x), x.mean((2, 3), keepdim=True))
+    (alone,) = torch.autograd.grad(spatial_mean(x), x, ga)
+    assert alone.stride()[-2:] == (0, 0)  # a broadcast, not a materialised (B, C, H, W) tensor
+    assert torch.equal(alone, torch.autograd.grad(x.mean((2, 3), keepdim=True), x, ga)[0])
+
+    def loss(mean):
+        return (torch.nn.functional.conv2d(x, w, padding=1) * gy).sum() + (mean(x) * ga).sum()
+
+    got, = torch.autograd.grad(loss(spatial_mean), x)
+    want, = torch.autograd.grad(loss(lambda t: t.mean((2, 3), keepdim=True)), x)
+    assert torch.equal(got, want)
+
+
 def _random_bn_statistics(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
