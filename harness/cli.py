@@ -17,6 +17,7 @@ import logging
 import sys
 import traceback
 
+from harness import malloc
 from harness.errors import HrbenchError
 
 COMMANDS = [
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    malloc.configure()  # keep freed tensor memory between steps (harness.malloc); children inherit it
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -177,6 +177,12 @@ def _ratio_cell(r: dict) -> str:
     return f"{r['ratio']:.2f}x"
 
 
+def _malloc_cell(setting) -> str:
+    if not setting or setting == "default":
+        return "glibc defaults"
+    return ", ".join(f"{k}={v}" for k, v in setting.items()) + " (harness.malloc)"
+
+
 def render_markdown(report: dict) -> str:
     m = report["machine"]
     st = report["settings"]
@@ -186,7 +192,8 @@ def render_markdown(report: dict) -> str:
              f"Python {m['python']}; model steps on {st['threads']} threads, batch {st['batch']}.  ",
              f"Reference kit: {kit.get('python') or 'not used'}"
              + (f" (torch {kit['torch']})" if kit.get("torch") else "")
-             + (f"; {kit['note']}" if kit.get("note") else ""), "",
+             + (f"; {kit['note']}" if kit.get("note") else "") + "  ",
+             f"Allocator (both sides' processes): {_malloc_cell(m.get('malloc'))}", "",
              "Ratio > 1: ours is faster than the reference (reference / ours), or channels_last faster than "
              "the default layout (default / channels_last). The median over alternating rounds, each side a "
              "fresh process, with the min-max spread over rounds in brackets.", "",

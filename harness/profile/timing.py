@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import backbones
+from harness import malloc
 from harness.models import create_pose_model
 
 from .counting import parse_hw
@@ -52,7 +53,8 @@ def machine_info(device: str = "cpu", threads: int | None = None) -> dict:
                 cpu = line.split(":", 1)[1].strip()
                 break
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads or torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "malloc": malloc.current() or "default"}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["gpu_count"] = torch.cuda.device_count()

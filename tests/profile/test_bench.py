@@ -244,5 +244,9 @@ def test_render_markdown_with_reference_rows():
     assert "| mmpose | 10.00 | 6.00 | 100.0 | 2.00x (3.00x without decode) |" in md
     assert "not measured: not run" in md and "(torch 2.14.1)" in md
     assert "| roi | 2.50 | 6.00 | 2.40x |" in md and "| scaled | 2.00 | not available | - |" in md
+    assert "Allocator (both sides' processes): glibc defaults" in md
+    report["machine"]["malloc"] = {"MALLOC_MMAP_THRESHOLD_": "33554432"}
+    assert "Allocator (both sides' processes): MALLOC_MMAP_THRESHOLD_=33554432 (harness.malloc)" in (
+        bench.render_markdown(report))
     report["data"]["restart_marked"] = {"error": "jpegtran not found"}
     assert "Restart-marked copy: not measured (jpegtran not found)." in bench.render_markdown(report)
