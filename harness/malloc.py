@@ -47,9 +47,9 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-def skip_reason(environ: dict | None = None) -> str | None:
+def skip_reason() -> str | None:
     """Why :func:`configure` would leave the allocator alone (None: it applies)."""
-    env = os.environ if environ is None else environ
+    env = os.environ
     if env.get(OPT_OUT, "").strip().lower() == "default":
         return f"{OPT_OUT}=default"
     user = [k for k in SETTINGS if k in env]
@@ -70,9 +70,11 @@ def configure(libc: ctypes.CDLL | None = None) -> dict[str, int]:
     if _APPLIED is not None:
         return _APPLIED
     reason = skip_reason()
-    libc = libc or (None if reason else _glibc())
-    if reason or libc is None:
-        log.debug("malloc settings left as they are (%s)", reason or "not glibc")
+    if reason is None:
+        libc = libc or _glibc()
+        reason = None if libc else "not glibc"
+    if reason:
+        log.debug("malloc settings left as they are (%s)", reason)
         _APPLIED = {}
         return _APPLIED
     applied = {}

@@ -177,8 +177,8 @@ def _ratio_cell(r: dict) -> str:
     return f"{r['ratio']:.2f}x"
 
 
-def _malloc_cell(setting) -> str:
-    if not setting or setting == "default":
+def _malloc_cell(setting: dict | None) -> str:
+    if not setting:  # machine_info's malloc.current(): the allocator variables in the environment
         return "glibc defaults"
     return ", ".join(f"{k}={v}" for k, v in setting.items()) + " (harness.malloc)"
 

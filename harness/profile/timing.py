@@ -54,7 +54,7 @@ def machine_info(device: str = "cpu", threads: int | None = None) -> dict:
                 break
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads or torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-            "malloc": malloc.current() or "default"}
+            "malloc": malloc.current()}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["gpu_count"] = torch.cuda.device_count()
