@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
 from .hrformer import HRFormerBlock
-from .layers import BasicBlock, PointwiseConv2d, SameConv2d, drop_path_or_identity, make_norm, spatial_mean
+from .layers import (BasicBlock, PointwiseConv2d, SameConv2d, drop_path_or_identity, in_layout_of, is_channels_last,
+                     make_norm, spatial_mean)
 from .registry import register_family
 from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 
@@ -86,14 +87,21 @@ class DynamicConv2d(nn.Module):
         weight = (attn @ self.weight.reshape(self.num_kernels, -1)).view(b * self.out_ch, *self.weight.shape[1:])
         bias = (attn @ self.bias).reshape(-1) if self.bias is not None else None
         if self.kernel_size == 1 and self.groups == 1:
-            # Per-sample 1x1 conv = one batched matmul (B, out, in) @ (B, in, HW).
+            # Per-sample 1x1 conv = one batched matmul (B, out, in) @ (B, in, HW); contiguous output.
             y = torch.matmul(weight.view(b, self.out_ch, c), x.reshape(b, c, h * w))
             if bias is not None:
                 y = y + bias.view(b, self.out_ch, 1)
             return y.view(b, self.out_ch, h, w)
-        # Fold the batch into the groups: one grouped conv for all samples.
-        y = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, padding=self.padding, dilation=self.dilation,
-                     groups=self.groups * b)
+        # Fold the batch into the groups: one grouped conv for all samples, on (1, B*C, H, W).  From
+        # channels-last input that map is built channels-last too ((H, W, B, C) in memory: one copy, as
+        # the contiguous fold costs), where oneDNN's depthwise kernel is 2-3x faster than on NCHW.
+        conv = dict(padding=self.padding, dilation=self.dilation, groups=self.groups * b)
+        if is_channels_last(x):
+            y = F.conv2d(x.permute(2, 3, 0, 1).reshape(1, h, w, b * c).permute(0, 3, 1, 2), weight, bias, **conv)
+            oh, ow = y.shape[-2:]
+            y = y.permute(0, 2, 3, 1).reshape(oh, ow, b, self.out_ch).permute(2, 3, 0, 1)
+            return y.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, **conv)
         return y.view(b, self.out_ch, y.shape[-2], y.shape[-1])
 
     def extra_repr(self):
@@ -218,15 +226,16 @@ class HRNeXtBlock(nn.Module):
                 self.register_parameter(f"layer_scale_{i}", nn.Parameter(torch.full((dim,), cfg.layer_scale_init)))
         self.layer_scale = cfg.layer_scale_init is not None
 
-    def _scaled(self, i: int, y: torch.Tensor) -> torch.Tensor:
+    def _scaled(self, i: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y = in_layout_of(y, x)  # the dynamic convs' branches end contiguous; x may be channels-last
         if self.layer_scale:
             y = getattr(self, f"layer_scale_{i}").view(1, -1, 1, 1) * y
         return self.drop_path(y)
 
     def forward(self, x):
-        x = x + self._scaled(1, self.dlp(x))
-        x = x + self._scaled(2, self.mlp1(self.norm1(x)))
-        return x + self._scaled(3, self.mlp2(self.norm2(x)))
+        x = x + self._scaled(1, self.dlp(x), x)
+        x = x + self._scaled(2, self.mlp1(self.norm1(x)), x)
+        return x + self._scaled(3, self.mlp2(self.norm2(x)), x)
 
 
 BLOCKS = ("hrnext", "hrformer", "hrnet")

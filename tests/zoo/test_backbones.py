@@ -203,6 +203,100 @@ def test_spatial_mean_gradient_is_means_bit_for_bit_without_a_full_size_tensor(d
     assert torch.equal(got, want)
 
 
+def _layout(t):
+    from backbones.layers import is_channels_last
+    return "channels_last" if is_channels_last(t) else ("contiguous" if t.is_contiguous() else "strided")
+
+
+@pytest.mark.parametrize("x_cl,grad_cl", [(True, False), (False, True), (True, True)])
+def test_batchnorm_backward_gets_the_gradient_in_its_input_layout(x_cl, grad_cl):
+    # backbones.layers.BatchNorm2d: the same outputs, running statistics and gradients as nn.BatchNorm2d, but
+    # native_batch_norm_backward sees the gradient in the input's layout (mixed layouts take a slow CPU path).
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from backbones.layers import BatchNorm2d, make_norm
+
+    assert type(make_norm("bn", 4)) is BatchNorm2d
+    cl = torch.channels_last
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 4, 5, 6, dtype=torch.float64, generator=g)
+    gy = torch.randn(3, 4, 5, 6, dtype=torch.float64, generator=g)
+    x0 = x0.contiguous(memory_format=cl) if x_cl else x0
+    gy = gy.contiguous(memory_format=cl) if grad_cl else gy
+    seen = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.native_batch_norm_backward.default:
+                seen.append((_layout(args[0]), _layout(args[1])))
+            return func(*args, **(kwargs or {}))
+
+    results = []
+    for cls in (torch.nn.BatchNorm2d, BatchNorm2d):
+        bn = cls(4).double()
+        x = x0.clone().requires_grad_()
+        with Spy():
+            y = bn(x)
+            y.backward(gy)
+        results.append((y.detach(), x.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var))
+        assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+    want = "channels_last" if x_cl else "contiguous"
+    assert seen[0] == (_layout(gy), want)  # the plain layer: whatever arrived
+    assert seen[1] == (want, want)  # ours: the gradient in the input's layout
+
+
+def test_in_layout_of_copies_only_across_layouts():
+    from backbones.layers import in_layout_of
+
+    a = torch.randn(2, 3, 4, 5)
+    b = a.contiguous(memory_format=torch.channels_last)
+    assert in_layout_of(a, a) is a and in_layout_of(b, b) is b
+    assert _layout(in_layout_of(a, b)) == "channels_last" and torch.equal(in_layout_of(a, b), a)
+    assert _layout(in_layout_of(b, a)) == "contiguous" and torch.equal(in_layout_of(b, a), a)
+
+
+@pytest.mark.parametrize("kernel_size,groups", [(3, 6), (1, 1)])
+def test_dynamic_conv_keeps_channels_last_and_the_same_values(kernel_size, groups):
+    # HRNeXt's dynamic conv on channels-last input folds the batch into a channels-last (1, B*C, H, W) map
+    # (depthwise) or multiplies the token view; outputs and gradients equal the contiguous computation.
+    from backbones.hrnext import DynamicConv2d
+
+    torch.manual_seed(0)
+    conv = DynamicConv2d(6, 6, kernel_size, padding=kernel_size // 2, groups=groups, num_kernels=3).double()
+    x0 = torch.randn(4, 6, 7, 5, dtype=torch.float64)
+    gy = torch.randn(4, 6, 7, 5, dtype=torch.float64)
+    out = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        conv.zero_grad()
+        x = x0.clone(memory_format=fmt).requires_grad_()
+        y = conv(x)
+        y.backward(gy)
+        out[fmt] = (y.detach(), x.grad, conv.weight.grad.clone())
+    y_cl = out[torch.channels_last][0]
+    if kernel_size == 3:
+        assert _layout(y_cl) == "channels_last"
+    for a, b in zip(out[torch.contiguous_format], out[torch.channels_last]):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-13)
+
+
+def test_hrnext_trains_to_the_same_gradients_in_channels_last():
+    # The whole training step (BN layout guard, channels-last dynamic convs, layout-matched residuals):
+    # float64 gradients of every parameter equal those of the contiguous model.
+    torch.manual_seed(0)
+    model = create_pose_model("hrnext-demo").double().train()
+    x = _inputs(seed=4).double()
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        m = copy.deepcopy(model).to(memory_format=fmt)
+        m(x.contiguous(memory_format=fmt)).square().mean().backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-9, atol=1e-12, msg=n)
+
+
 def _random_bn_statistics(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
