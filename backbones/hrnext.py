@@ -94,7 +94,8 @@ class DynamicConv2d(nn.Module):
             return y.view(b, self.out_ch, h, w)
         # Fold the batch into the groups: one grouped conv for all samples, on (1, B*C, H, W).  From
         # channels-last input that map is built channels-last too ((H, W, B, C) in memory: one copy, as
-        # the contiguous fold costs), where oneDNN's depthwise kernel is 2-3x faster than on NCHW.
+        # the contiguous fold costs), where oneDNN's depthwise kernel is faster than on NCHW (fwd+bwd at
+        # (8, 128, 64, 48), 2 threads: 16 vs 28.5 ms).
         conv = dict(padding=self.padding, dilation=self.dilation, groups=self.groups * b)
         if is_channels_last(x):
             y = F.conv2d(x.permute(2, 3, 0, 1).reshape(1, h, w, b * c).permute(0, 3, 1, 2), weight, bias, **conv)
@@ -227,7 +228,7 @@ class HRNeXtBlock(nn.Module):
         self.layer_scale = cfg.layer_scale_init is not None
 
     def _scaled(self, i: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        y = in_layout_of(y, x)  # the dynamic convs' branches end contiguous; x may be channels-last
+        y = in_layout_of(y, x)  # the FFN's 1x1 dynamic convs end contiguous; x may be channels-last
         if self.layer_scale:
             y = getattr(self, f"layer_scale_{i}").view(1, -1, 1, 1) * y
         return self.drop_path(y)

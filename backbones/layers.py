@@ -7,6 +7,7 @@ high-resolution families need on top: a norm factory (BN / SyncBN), conv+norm(+a
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -14,17 +15,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
 
+
 def is_channels_last(t: torch.Tensor) -> bool:
     """Is ``t`` a channels-last 4-d tensor (and not also a contiguous one, as (N, C, 1, 1) maps are)?"""
     return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last tensor (:func:`is_channels_last`), else contiguous."""
+    return torch.channels_last if is_channels_last(t) else torch.contiguous_format
+
+
 def in_layout_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``y`` in ``x``'s memory layout (channels-last or contiguous), copied only if it differs: for an
     elementwise op between the two, whose CPU kernels are several times slower on mixed layouts."""
-    if is_channels_last(x):
-        return y if is_channels_last(y) else y.contiguous(memory_format=torch.channels_last)
-    return y.contiguous()
+    return y.contiguous(memory_format=memory_format_of(x))
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -32,8 +37,8 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     When the gradient arriving at a BN output is channels-last and the BN input contiguous (or the other
     way round), PyTorch's CPU ``native_batch_norm_backward`` falls off its vectorised kernels: measured
-    here 5-20x slower than with matching layouts (e.g. (32, 32, 64, 48), one thread: 50 ms vs 4.6 ms).
-    HRNeXt mixes the two (its batch-folded dynamic convs give contiguous tensors, LayerNorm2d and the
+    here 5-11x slower than with matching layouts (e.g. (32, 32, 64, 48), one thread: 50 ms vs 4.6 ms).
+    HRNeXt mixes the two (its batch-folded 1x1 dynamic convs give contiguous tensors, LayerNorm2d and the
     convs after it channels-last ones), so the gradient is first copied into the input's layout; the
     values are those of the plain layer.  Same parameters, buffers and state-dict keys.
     """
@@ -42,16 +47,8 @@ class BatchNorm2d(nn.BatchNorm2d):
         y = super().forward(x)
         if (y.requires_grad and y.dim() == 4 and y.shape[-1] * y.shape[-2] > 1
                 and not torch.compiler.is_compiling()):
-            y.register_hook(_to_channels_last if is_channels_last(y) else _to_contiguous)
+            y.register_hook(functools.partial(torch.Tensor.contiguous, memory_format=memory_format_of(y)))
         return y
-
-
-def _to_channels_last(g: torch.Tensor) -> torch.Tensor:
-    return g.contiguous(memory_format=torch.channels_last)
-
-
-def _to_contiguous(g: torch.Tensor) -> torch.Tensor:
-    return g.contiguous()
 
 
 NORM_LAYERS: dict[str, type[nn.Module]] = {
