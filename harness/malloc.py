@@ -75,7 +75,8 @@ def configure(libc: ctypes.CDLL | None = None) -> dict[str, int]:
     reason = skip_reason()
     if reason is None:
         libc = libc or _glibc()
-        reason = None if libc else "not glibc"
+        if libc is None:
+            reason = "not glibc"
     if reason:
         log.debug("malloc settings left as they are (%s)", reason)
         _APPLIED = {}
