@@ -65,10 +65,9 @@ class HRNet(BottleneckStem, HRNetBase):
 
     fusion = FusionStyle(upsample="nearest", downsample="conv3x3", act="relu")
     act = "relu"
-    # PoseModel.fuse() runs it channels-last: oneDNN's plain convs then skip their layout reorders
-    # (inference, batch 8, 2 CPU threads: 1.2-1.3x).  Not for HRNeXt (slower channels-last) nor HRFormer
-    # (channels-last inside already).
-    inference_channels_last = True
+    # oneDNN's convolutions then skip their layout reorders (batch 8, 2 CPU threads: training step ~1.1x,
+    # fused inference 1.2-1.3x).  Not for HRNeXt, whose depthwise and batch-folded convs are slower so.
+    channels_last = True
 
     def _build_branch(self, stage, module, branch, width):
         return residual_layer(BasicBlock, width, width, self.cfg.num_blocks[stage], norm=self.cfg.norm_layer,

@@ -210,6 +210,10 @@ class HRNetBase(nn.Module):
     fusion: FusionStyle = FusionStyle()
     act: str = "relu"  # of the transition layers
     stage1_in_drop_path: bool = False  # does the stochastic-depth schedule start at stage 1 (HRNeXt)?
+    #: Run channels-last: 4-d weights are stored channels-last and the input is converted on entry, so every
+    #: activation (and the output) is channels-last whatever the caller's layout; the values are the same.
+    #: Set by the families whose CPU convolutions are faster that way.
+    channels_last: bool = False
 
     def __init__(self, cfg: HRConfig):
         super().__init__()
@@ -235,6 +239,8 @@ class HRNetBase(nn.Module):
             prev = widths
         self.out_channels = list(cfg.widths) if cfg.multiscale_output else [cfg.widths[0]]
         self.set_grad_checkpointing(cfg.with_cp)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     # -- family hooks -------------------------------------------------------------------------------
     def _build_stem(self, cfg: HRConfig) -> None:
@@ -266,6 +272,8 @@ class HRNetBase(nn.Module):
                 m.with_cp = enable
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.layer1(self.forward_stem(x))
         ys = [x]
         for s in range(3):

@@ -36,6 +36,8 @@ class PoseModel(nn.Module):
         self.backbone = backbone
         self.head = HeatmapHead(backbone.out_channels[0], num_keypoints)
         self.head.init_weights()
+        if getattr(backbone, "channels_last", False):  # the head's input is then channels-last too
+            self.head.to(memory_format=torch.channels_last)
         self.model_name = getattr(backbone, "model_name", type(backbone).__name__)
         self.family = getattr(backbone, "family", None)
         self.num_keypoints = num_keypoints
@@ -52,8 +54,6 @@ class PoseModel(nn.Module):
         train (its state dict has conv biases instead of those BNs); ``self`` is left unchanged.
         """
         model = fuse_conv_activations(fold_batchnorm(copy.deepcopy(self).eval()))
-        if getattr(model.backbone, "inference_channels_last", False):
-            model = model.to(memory_format=torch.channels_last)
         model.fused = True
         return model
 

@@ -90,6 +90,38 @@ def test_channels_last_gives_same_outputs(name):
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
+def _cl(t):
+    return t.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_channels_last_families_keep_weights_and_activations_channels_last(name):
+    model = create_pose_model(name, drop_path_rate=0.0)
+    cl = model.backbone.channels_last
+    assert cl == (model.family in ("hrnet", "hrformer"))
+    kernels = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] * p.shape[2] * p.shape[3] > 1]
+    assert all(map(_cl, kernels)) == cl
+    # loading contiguous tensors (another implementation's checkpoint) keeps the layout
+    model.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    assert all(map(_cl, kernels)) == cl and all(map(_cl, (p for p in model.parameters() if p.dim() == 4))) == cl
+    if not cl:
+        return
+    # the same weights run in the contiguous layout: same outputs and gradients (float64: rounding only)
+    model = model.double().train()
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    plain.backbone.channels_last = False
+    x = _inputs(seed=5).double()
+    out, out2 = model(x), plain(x)
+    assert _cl(out) and not _cl(out2)
+    out.square().sum().backward()
+    out2.square().sum().backward()
+    torch.testing.assert_close(out, out2, rtol=1e-10, atol=1e-12 * out2.abs().max().item())
+    biggest = max(p.grad.abs().max().item() for p in plain.parameters())  # some are structural zeros
+    for (k, a), b in zip(model.named_parameters(), plain.parameters()):
+        assert a.dim() != 4 or _cl(a.grad), k
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-12 * biggest, msg=k)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_state_dict_round_trip(name, tmp_path):
     src = create_pose_model(name).eval()
