@@ -126,10 +126,6 @@ def check_output_dir(path: str | os.PathLike, what: str, *, create: bool = True,
             for parent in reversed(p.parents):
                 if parent.exists() and not parent.is_dir():
                     raise UsageError(f"{what}: {parent} is a file, not a folder")
-            try:
-                p.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise UsageError(f"{what}: cannot create folder {p} ({e.strerror or e})") from None
         elif not p.parent.is_dir():
             kind = "is not a folder" if p.parent.exists() else "does not exist"
             raise UsageError(f"{what}: {p.parent} {kind} (create it first; only the folders a command owns "
@@ -137,7 +133,7 @@ def check_output_dir(path: str | os.PathLike, what: str, *, create: bool = True,
         if not create:
             return p
         try:
-            p.mkdir()
+            p.mkdir(parents=owned)
         except OSError as e:
             raise UsageError(f"{what}: cannot create folder {p} ({e.strerror or e})") from None
     _probe_writable(p, what)
