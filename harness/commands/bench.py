@@ -6,7 +6,8 @@
    at least 3 rounds; the median ratio with its min-max spread.  The reference kit is reused when its
    interpreter runs the project's torch, else rebuilt with ``--torch-spec`` (make passes ``TORCH_SPEC``);
    a ratio across torch versions is refused unless ``--allow-mismatch`` (then labelled).
-2. Ours in channels_last against ours in the default layout, the same way.
+2. Ours in channels_last against ours in the default layout, the same way (HRNeXt: HRNet and HRFormer always
+   run channels-last, so they have no such row).
 3. The data pipeline (``harness.profile.databench.bench_pipeline``): ours against mmpose's (the
    reference kit's interpreter has mmpose), per sample on one thread.
 4. Evaluation: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set, and the
@@ -207,6 +208,9 @@ def render_markdown(report: dict) -> str:
                      f"{_ratio_cell(r)} | {r['ours_torch']} / {r['reference_torch']} |")
     for name, why in report.get("not_compared", {}).items():
         lines.append(f"\n{name}: not compared with a reference ({why})")
+    if report.get("always_channels_last"):
+        lines.append(f"\n{', '.join(report['always_channels_last'])}: no channels_last vs default row (the family "
+                     f"always runs channels-last: `channels_last` of its backbone class)")
     d = report["data"]
     lines += ["", "## 2. Data pipeline (one thread, 256x192 training transforms, per sample)", ""]
     if "error" in d:
@@ -284,9 +288,11 @@ def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_
         log.info("bench 1/4: ours vs reference (%s)", ", ".join(names) or "none")
         models += sidebyside.compare(names, s.modes, kit, rounds=max(s.rounds, sidebyside.MIN_ROUNDS),
                                      allow_mismatch=allow_mismatch, **steps)
+    always_cl = [n for n in s.models if sidebyside.always_channels_last(n)] if s.layouts else []
     if s.layouts:
-        log.info("bench 2/4: channels_last vs default (%s)", ", ".join(s.models))
-        models += sidebyside.compare_layouts(s.models, s.modes, rounds=s.rounds, **steps)
+        timed = [n for n in s.models if n not in always_cl]
+        log.info("bench 2/4: channels_last vs default (%s)", ", ".join(timed) or "none")
+        models += sidebyside.compare_layouts(timed, s.modes, rounds=s.rounds, **steps)
     log.info("bench 3/4: data pipeline")
     mmpose_python = str(kit.python) if (kit is not None and not s.quick) else None  # the kit's venv has mmpose
     data = bench_data(s, data_root, mmpose_python)
@@ -301,7 +307,7 @@ def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_
               "settings": dataclasses.asdict(s) | {"models": list(s.models), "modes": list(s.modes)},
               "refkit": None if kit is None else {"python": str(kit.python), "kit_dir": str(kit.kit_dir),
                                                   "torch": ", ".join(ref_torch) or None, "note": kit_note},
-              "models": models, "not_compared": not_compared, "data": data, "eval": ev,
+              "models": models, "not_compared": not_compared, "always_channels_last": always_cl, "data": data, "eval": ev,
               "seconds_total": time.perf_counter() - t0}
     if kit is None and kit_note:
         report["refkit"] = {"python": None, "note": kit_note}

@@ -247,6 +247,12 @@ def comparison_row(name: str, mode: str, batch: int, threads: int, ours: list[Si
             "torch_mismatch": ours_torch != ref_torch, "weights": sorted({t.weights for t in ours + ref})}
 
 
+def always_channels_last(name: str) -> bool:
+    """Whether ``name``'s family runs channels-last whatever its input (``HRNetBase.channels_last``): its
+    default layout is channels-last, so :func:`compare_layouts` has nothing to compare."""
+    return bool(getattr(backbones.get_entry(name).cls, "channels_last", False))
+
+
 def compare_layouts(names: Sequence[str], modes: Sequence[str], *, rounds: int = MIN_ROUNDS, batch: int = 8,
                     threads: int = 2, iters: int = 10, warmup: int = 3, runner: Runner = run_side,
                     progress: bool = True) -> list[dict]:
@@ -274,6 +280,7 @@ def compare_layouts(names: Sequence[str], modes: Sequence[str], *, rounds: int =
     return rows
 
 
-__all__ = ["MIN_ROUNDS", "RefKit", "RefKitError", "SideTiming", "TorchMismatchError", "check_torch", "compare",
+__all__ = ["MIN_ROUNDS", "RefKit", "RefKitError", "SideTiming", "TorchMismatchError", "always_channels_last",
+           "check_torch", "compare",
            "compare_layouts", "comparison_row", "ensure_refkit", "interpreter_torch", "paper_models", "run_side",
            "side_commands"]

@@ -166,8 +166,8 @@ def test_bench_quick_writes_the_report_with_ratios(tmp_path, capsys):
     from harness.cli import main
 
     out = tmp_path / "bench"
-    rc = main(["bench", "--quick", "--models", "hrnet-demo", "--modes", "infer", "--batch", "1", "--iters", "1",
-               "--no-progress", "--out", str(out)])
+    rc = main(["bench", "--quick", "--models", "hrnet-demo", "hrnext-demo", "--modes", "infer", "--batch", "1",
+               "--iters", "1", "--no-progress", "--out", str(out)])
     assert rc == 0
     md = (out / "report.md").read_text()
     rep = json.loads((out / "report.json").read_text())
@@ -175,7 +175,8 @@ def test_bench_quick_writes_the_report_with_ratios(tmp_path, capsys):
     assert rep["machine"]["threads"] == rep["settings"]["threads"] == 2 and rep["machine"]["torch"] == torch.__version__
     assert rep["settings"]["quick"] is True and rep["refkit"] is None
     (r,) = rep["models"]
-    assert (r["model"], r["mode"], r["kind"]) == ("hrnet-demo", "infer", "channels_last vs default")
+    assert (r["model"], r["mode"], r["kind"]) == ("hrnext-demo", "infer", "channels_last vs default")
+    assert rep["always_channels_last"] == ["hrnet-demo"] and "hrnet-demo: no channels_last vs default row" in md
     assert r["ratio"] > 0 and r["ratio"] == statistics.median(r["ratios"])
     assert abs(r["ratio"] - r["ours_s"] / r["channels_last_s"]) < 1e-12  # one round
     assert r["ours_torch"] == torch.__version__
