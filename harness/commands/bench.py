@@ -6,8 +6,8 @@
    at least 3 rounds; the median ratio with its min-max spread.  The reference kit is reused when its
    interpreter runs the project's torch, else rebuilt with ``--torch-spec`` (make passes ``TORCH_SPEC``);
    a ratio across torch versions is refused unless ``--allow-mismatch`` (then labelled).
-2. Ours in channels_last against ours in the default layout, the same way (HRNeXt: HRNet and HRFormer always
-   run channels-last, so they have no such row).
+2. Ours in channels_last against ours in the default layout, the same way (HRNeXt only: HRNet and HRFormer
+   always run channels-last).
 3. The data pipeline (``harness.profile.databench.bench_pipeline``): ours against mmpose's (the
    reference kit's interpreter has mmpose), per sample on one thread.
 4. Evaluation: parsing, rescoring + OKS-NMS and COCOeval of a synthetic COCO-val-sized set, and the
@@ -288,8 +288,9 @@ def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_
         log.info("bench 1/4: ours vs reference (%s)", ", ".join(names) or "none")
         models += sidebyside.compare(names, s.modes, kit, rounds=max(s.rounds, sidebyside.MIN_ROUNDS),
                                      allow_mismatch=allow_mismatch, **steps)
-    always_cl = [n for n in s.models if sidebyside.always_channels_last(n)] if s.layouts else []
+    always_cl = []  # models whose family always runs channels-last: nothing to compare in section 2
     if s.layouts:
+        always_cl = [n for n in s.models if sidebyside.always_channels_last(n)]
         timed = [n for n in s.models if n not in always_cl]
         log.info("bench 2/4: channels_last vs default (%s)", ", ".join(timed) or "none")
         models += sidebyside.compare_layouts(timed, s.modes, rounds=s.rounds, **steps)
@@ -307,7 +308,8 @@ def run_bench(s: BenchSettings, *, kit=None, allow_mismatch: bool = False, data_
               "settings": dataclasses.asdict(s) | {"models": list(s.models), "modes": list(s.modes)},
               "refkit": None if kit is None else {"python": str(kit.python), "kit_dir": str(kit.kit_dir),
                                                   "torch": ", ".join(ref_torch) or None, "note": kit_note},
-              "models": models, "not_compared": not_compared, "always_channels_last": always_cl, "data": data, "eval": ev,
+              "models": models, "not_compared": not_compared, "always_channels_last": always_cl, "data": data,
+              "eval": ev,
               "seconds_total": time.perf_counter() - t0}
     if kit is None and kit_note:
         report["refkit"] = {"python": None, "note": kit_note}
