@@ -289,7 +289,11 @@ class HRNetBase(nn.Module):
         """The references' from-scratch init: conv weights ~ N(0, 0.001), norms at identity."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.001)
+                # Drawn in logical order (a contiguous draw, then copied): the same seed gives the same
+                # weights whatever the memory layout (``channels_last``); normal_ fills memory in order.
+                with torch.no_grad():
+                    m.weight.copy_(nn.init.normal_(torch.empty_like(m.weight, memory_format=torch.contiguous_format),
+                                                   std=0.001))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):

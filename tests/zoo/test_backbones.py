@@ -101,6 +101,16 @@ def test_channels_last_families_keep_weights_and_activations_channels_last(name)
     assert cl == (model.family in ("hrnet", "hrformer"))
     kernels = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] * p.shape[2] * p.shape[3] > 1]
     assert all(map(_cl, kernels)) == cl
+    # the same seed draws the same initial weights in either layout
+    torch.manual_seed(7)
+    a = create_pose_model(name, drop_path_rate=0.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(a.backbone), "channels_last", False)
+        torch.manual_seed(7)
+        b = create_pose_model(name, drop_path_rate=0.0)
+    assert all(p.is_contiguous() for p in b.parameters())
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
     # loading contiguous tensors (another implementation's checkpoint) keeps the layout
     model.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
     assert all(map(_cl, kernels)) == cl and all(map(_cl, (p for p in model.parameters() if p.dim() == 4))) == cl
