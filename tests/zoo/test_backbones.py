@@ -103,13 +103,13 @@ def test_channels_last_families_keep_weights_and_activations_channels_last(name)
     assert all(map(_cl, kernels)) == cl
     # the same seed draws the same initial weights in either layout
     torch.manual_seed(7)
-    a = create_pose_model(name, drop_path_rate=0.0)
+    drawn = create_pose_model(name, drop_path_rate=0.0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(type(a.backbone), "channels_last", False)
+        mp.setattr(type(drawn.backbone), "channels_last", False)
         torch.manual_seed(7)
-        b = create_pose_model(name, drop_path_rate=0.0)
-    assert all(p.is_contiguous() for p in b.parameters())
-    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        drawn_contiguous = create_pose_model(name, drop_path_rate=0.0)
+    assert all(p.is_contiguous() for p in drawn_contiguous.parameters())
+    for (k, v), w in zip(drawn.state_dict().items(), drawn_contiguous.state_dict().values()):
         assert torch.equal(v, w), k
     # loading contiguous tensors (another implementation's checkpoint) keeps the layout
     model.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
