@@ -5,9 +5,10 @@ relative position bias, followed by a depthwise-conv FFN.  Fusion downsamples wi
 convs and upsamples bilinearly.  State-dict layout = mmpose 1.x ``HRFormer``.
 
 Faithful to the reference: windows are zero-padded (centred) *after* the LayerNorm and, unless
-``with_pad_mask``, the padded tokens take part in the softmax.  Attention runs through
-``F.scaled_dot_product_attention`` with the relative-position bias as an additive mask; tokens stay in
-(B, H, W, C) views so the FFN convs see channels-last memory and no layout copies are made.
+``with_pad_mask``, the padded tokens take part in the softmax.  Attention is written out in training and
+runs through ``F.scaled_dot_product_attention`` (the relative-position bias as an additive mask) without
+autograd; tokens stay in (B, H, W, C) views so the FFN convs see channels-last memory and no layout copies
+are made.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from .hrnet import BottleneckStem
-from .layers import PointwiseConv2d, drop_path_or_identity, make_norm
+from .layers import PointwiseConv2d, drop_path_or_identity, linear, make_norm
 from .registry import register_family
 from .scaffold import FusionStyle, HRConfig, HRNetBase
 
@@ -59,21 +60,28 @@ class WindowMSA(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B', N, C); mask: additive, broadcastable to (B', heads, N, N)."""
         b, n, c = x.shape
-        qkv = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         bias = self.position_bias()
         if mask is not None:
             bias = mask if bias is None else bias + mask
         if bias is not None:
             bias = bias.to(qkv.dtype)
-        # Written out (as the reference does) rather than F.scaled_dot_product_attention: on CPU with an
-        # additive mask that runs the same math plus a "safe softmax" scan for all -inf rows, which the
-        # window partition never makes (~7% of an HRFormer-S forward pass).
         q, k, v = qkv.unbind(0)
+        if not torch.is_grad_enabled():
+            # Inference: one fused kernel (PyTorch's flash attention on CPU, which takes the strided q/k/v
+            # views as they are); it is chosen only for a 4-d mask (a 3-d one runs the math path).
+            if bias is not None and bias.dim() == 3:
+                bias = bias.unsqueeze(0)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            return linear(out.transpose(1, 2).reshape(b, n, c), self.proj)
+        # Training: written out (as the reference does). F.scaled_dot_product_attention's backward on CPU
+        # is no faster here, and its math path adds a "safe softmax" scan for all -inf rows, which the
+        # window partition never makes (~7% of an HRFormer-S forward pass).
         attn = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
         if bias is not None:
             attn = attn + bias
         out = attn.softmax(-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return linear(out.transpose(1, 2).reshape(b, n, c), self.proj)
 
 
 class LocalWindowSelfAttention(nn.Module):

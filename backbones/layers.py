@@ -214,6 +214,22 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+def _onednn_inference(x: torch.Tensor) -> bool:
+    """Whether ``x`` can take oneDNN's fused inference kernels: CPU float32, no autograd."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available())
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)``; on CPU float32 without autograd one oneDNN matmul with the bias added in its epilogue
+    (``torch.ops.mkldnn._linear_pointwise``), where ``F.linear``'s ``addmm`` first copies the bias into every
+    output row (HRFormer's qkv/proj: 4-5% of an inference pass).  Equal up to float rounding.  Under
+    ``torch.compile`` the layer itself (inductor lowers this op only for frozen, constant weights)."""
+    if _onednn_inference(x) and not torch.compiler.is_compiling():
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+    return layer(x)
+
+
 class PointwiseConv2d(nn.Conv2d):
     """An inference conv with its bias, an optional residual ``other`` and a ReLU or GELU in the same pass.
 
@@ -239,8 +255,7 @@ class PointwiseConv2d(nn.Conv2d):
         return new
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and not torch.is_grad_enabled()
-                and torch.backends.mkldnn.is_available()):
+        if x.dim() == 4 and _onednn_inference(x):
             args = (self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups)
             if other is None:  # algorithm "none": oneDNN's erf GELU, as nn.GELU()
                 return torch.ops.mkldnn._convolution_pointwise(x, *args, self.act or "none", [None],

@@ -421,3 +421,46 @@ def test_pointwise_conv_refuses_what_it_cannot_run():
         PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "relu")
     with pytest.raises(ValueError, match="act='silu'"):
         PointwiseConv2d.wrap(torch.nn.Conv2d(4, 4, 3), "silu")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_helper_equals_the_layer(bias):
+    """backbones.layers.linear: oneDNN's matmul with the bias in its epilogue (CPU fp32, no grad), else the layer."""
+    from backbones.layers import linear
+
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(12, 36, bias=bias)
+    x = torch.randn(5, 7, 12, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x, layer), layer(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(linear(x.transpose(0, 1), layer), layer(x.transpose(0, 1)), rtol=1e-6, atol=1e-6)
+        layer64 = copy.deepcopy(layer).double()  # float64: the layer itself, exactly
+        assert torch.equal(linear(x.double(), layer64), layer64(x.double()))
+    y = linear(x, layer)  # autograd on: the layer, differentiable
+    assert y.grad_fn is not None
+    y.sum().backward()
+    assert layer.weight.grad is not None
+
+
+@pytest.mark.parametrize("pad_mask", [False, True])
+@pytest.mark.parametrize("rpe", [True, False])
+@pytest.mark.parametrize("heads", [1, 3])
+def test_window_attention_inference_path_equals_training_path(pad_mask, rpe, heads):
+    """HRFormer's window attention without autograd (F.scaled_dot_product_attention with a 4-d mask, oneDNN
+    linears) equals the written-out maths it runs in training, float64 to 1e-12 and float32 to rounding."""
+    from backbones.hrformer import LocalWindowSelfAttention
+
+    g = torch.Generator().manual_seed(1)
+    attn = LocalWindowSelfAttention(12 * heads, heads, window_size=5, with_rpe=rpe, with_pad_mask=pad_mask)
+    if rpe:
+        with torch.no_grad():
+            attn.attn.relative_position_bias_table.normal_(generator=g)
+    x = torch.randn(2, 9, 13, 12 * heads, generator=g)  # 9x13: padded to 10x15, so padded tokens exist
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        a, xd = copy.deepcopy(attn).to(dtype), x.to(dtype)
+        train = a(xd)  # grad enabled: the written-out path
+        assert train.grad_fn is not None
+        with torch.no_grad():
+            infer = a(xd)
+        assert infer.shape == xd.shape
+        torch.testing.assert_close(infer, train.detach(), rtol=tol, atol=tol)
