@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
 from .hrformer import HRFormerBlock
-from .layers import (BasicBlock, PointwiseConv2d, SameConv2d, drop_path_or_identity, in_layout_of, is_channels_last,
-                     make_norm, spatial_mean)
+from .layers import (BasicBlock, PointwiseConv2d, SameConv2d, conv2d_act, drop_path_or_identity, in_layout_of,
+                     is_channels_last, make_norm, spatial_mean)
 from .registry import register_family
 from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 
@@ -75,22 +75,42 @@ class DynamicConv2d(nn.Module):
         # ``model.to(memory_format=torch.channels_last)`` works (the authors keep it 5-d).
         self.weight = nn.Parameter(torch.empty(num_kernels * out_ch, in_ch // groups, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(num_kernels, out_ch)) if bias else None
+        # Set for inference by fold_batchnorm() and fuse_activations(): a per-channel shift added after the
+        # mixing, and the activation run with the conv.
+        self.register_parameter("shift", None)
+        self.act: str | None = None
         self.reset_parameters()
 
     def reset_parameters(self):
         for w in self.weight.view(self.num_kernels, self.out_ch, *self.weight.shape[1:]).unbind(0):
             nn.init.kaiming_uniform_(w)  # the authors' init: kaiming-uniform per kernel
 
+    @torch.no_grad()
+    def fold_batchnorm(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Inference: absorb the eval-mode BN that follows, ``scale * conv(x) + shift`` (see
+        ``backbones.layers.fold_batchnorm``).  Scaling every kernel of the bank (and the bias bank) scales
+        any mixture of them; the shift is added after the mixing, whose weights need not sum to 1."""
+        if self.shift is not None:
+            raise RuntimeError("DynamicConv2d.fold_batchnorm: a BatchNorm is folded in already")
+        self.weight.mul_(scale.repeat(self.num_kernels).view(-1, 1, 1, 1))
+        if self.bias is not None:
+            self.bias.mul_(scale)
+        self.shift = nn.Parameter(shift.detach().clone())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         attn = self.attention(x)  # (B, K)
         weight = (attn @ self.weight.reshape(self.num_kernels, -1)).view(b * self.out_ch, *self.weight.shape[1:])
         bias = (attn @ self.bias).reshape(-1) if self.bias is not None else None
+        if self.shift is not None:
+            shift = self.shift.repeat(b)
+            bias = shift if bias is None else bias + shift
         if self.kernel_size == 1 and self.groups == 1:
             # Per-sample 1x1 conv = one batched matmul (B, out, in) @ (B, in, HW); contiguous output.
             y = torch.matmul(weight.view(b, self.out_ch, c), x.reshape(b, c, h * w))
             if bias is not None:
                 y = y + bias.view(b, self.out_ch, 1)
+            y = F.gelu(y) if self.act == "gelu" else y
             return y.view(b, self.out_ch, h, w)
         # Fold the batch into the groups: one grouped conv for all samples, on (1, B*C, H, W).  From
         # channels-last input that map is built channels-last too ((H, W, B, C) in memory: one copy, as
@@ -98,16 +118,26 @@ class DynamicConv2d(nn.Module):
         # (8, 128, 64, 48), 2 threads: 16 vs 28.5 ms).
         conv = dict(padding=self.padding, dilation=self.dilation, groups=self.groups * b)
         if is_channels_last(x):
-            y = F.conv2d(x.permute(2, 3, 0, 1).reshape(1, h, w, b * c).permute(0, 3, 1, 2), weight, bias, **conv)
+            y = conv2d_act(x.permute(2, 3, 0, 1).reshape(1, h, w, b * c).permute(0, 3, 1, 2), weight, bias,
+                           self.act, **conv)
             oh, ow = y.shape[-2:]
             y = y.permute(0, 2, 3, 1).reshape(oh, ow, b, self.out_ch).permute(2, 3, 0, 1)
             return y.contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, **conv)
+        y = conv2d_act(x.reshape(1, b * c, h, w), weight, bias, self.act, **conv)
         return y.view(b, self.out_ch, y.shape[-2], y.shape[-1])
 
     def extra_repr(self):
         return (f"{self.in_ch}, {self.out_ch}, kernel_size={self.kernel_size}, groups={self.groups}, "
                 f"num_kernels={self.num_kernels}")
+
+
+def with_activation(conv: nn.Module, act: str) -> nn.Module:
+    """Inference (after BN folding): ``conv`` running ``act`` in the same pass; a static conv becomes a
+    ``PointwiseConv2d``, a dynamic one runs it itself."""
+    if isinstance(conv, DynamicConv2d):
+        conv.act = act
+        return conv
+    return PointwiseConv2d.wrap(conv, act)
 
 
 def dconv(in_ch: int, out_ch: int, kernel_size: int, *, groups: int = 1, dilation: int = 1, num_kernels: int = 1,
@@ -121,7 +151,7 @@ def dconv(in_ch: int, out_ch: int, kernel_size: int, *, groups: int = 1, dilatio
 
 
 class DynamicLocalPerception(nn.Module):
-    fuse_pairs = (("dw3x3", "norm"),)  # folded only when the conv is static
+    fuse_pairs = (("dw3x3", "norm"),)
 
     def __init__(self, dim: int, kernel_size: int = 3, num_kernels: int = 1, dynamic: bool = True,
                  norm: str = "bn"):
@@ -129,6 +159,10 @@ class DynamicLocalPerception(nn.Module):
         self.dw3x3 = dconv(dim, dim, kernel_size, groups=dim, num_kernels=num_kernels, dynamic=dynamic, norm=norm)
         self.norm = make_norm(norm, dim)
         self.act = nn.GELU()
+
+    def fuse_activations(self) -> None:
+        """Inference (after BN folding): the conv with its GELU in one pass."""
+        self.dw3x3, self.act = with_activation(self.dw3x3, "gelu"), nn.Identity()
 
     def forward(self, x):
         return self.act(self.norm(self.dw3x3(x)))
@@ -189,7 +223,7 @@ class GlobalFFN(nn.Module):
 
 
 class DynamicFFN(nn.Module):
-    fuse_pairs = (("proj1", "norm1"), ("dw", "norm2"), ("proj2", "norm3"))  # the static convs only
+    fuse_pairs = (("proj1", "norm1"), ("dw", "norm2"), ("proj2", "norm3"))
 
     def __init__(self, dim: int, hidden: int, num_kernels: int = 1, dynamic: bool = True, norm: str = "bn"):
         super().__init__()
@@ -201,6 +235,10 @@ class DynamicFFN(nn.Module):
         self.act = nn.GELU()
         self.proj2 = dconv(hidden, dim, 1, **kw)
         self.norm3 = make_norm(norm, dim)
+
+    def fuse_activations(self) -> None:
+        """Inference (after BN folding): the depthwise conv with its GELU in one pass."""
+        self.dw, self.act = with_activation(self.dw, "gelu"), nn.Identity()
 
     def forward(self, x):
         x = self.norm1(self.proj1(x))

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
+from torch.nn.modules.utils import _pair
 
 
 def is_channels_last(t: torch.Tensor) -> bool:
@@ -185,12 +186,13 @@ def spatial_mean(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm that directly follows a static conv into that conv, in place.
+    """Fold every eval-mode BatchNorm that directly follows a conv into that conv, in place.
 
     ``BN(conv(x)) = conv'(x)`` with ``W' = W * s`` and ``b' = (b - mean) * s + beta``,
     ``s = gamma / sqrt(var + eps)``; the BN becomes ``nn.Identity``.  Pairs are found in ``nn.Sequential``
-    runs (conv, BN) and in the ``fuse_pairs`` ``(conv_attr, norm_attr)`` that blocks declare; a BN after a
-    dynamic conv or anything else is left as it is.  Only valid for inference (running statistics).
+    runs (conv, BN) and in the ``fuse_pairs`` ``(conv_attr, norm_attr)`` that blocks declare.  A conv that
+    is not an ``nn.Conv2d`` folds the BN itself through its ``fold_batchnorm(scale, shift)`` method (HRNeXt's
+    dynamic convs); a BN after anything else is left as it is.  Only valid for inference (running statistics).
     """
     def pairs(m):
         if isinstance(m, nn.Sequential):
@@ -201,15 +203,19 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for conv_name, norm_name in list(pairs(parent)):
             conv, norm = getattr(parent, conv_name, None), getattr(parent, norm_name, None)
-            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm)):
+            if not (isinstance(norm, nn.modules.batchnorm._BatchNorm)
+                    and (isinstance(conv, nn.Conv2d) or hasattr(conv, "fold_batchnorm"))):
                 continue
             scale = torch.rsqrt(norm.running_var + norm.eps)
             shift = -norm.running_mean * scale
             if norm.affine:
                 scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-            conv.weight.copy_(conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1))))
-            conv.bias = nn.Parameter(bias * scale + shift)
+            if isinstance(conv, nn.Conv2d):
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+                conv.weight.copy_(conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+                conv.bias = nn.Parameter(bias * scale + shift)
+            else:
+                conv.fold_batchnorm(scale, shift)
             setattr(parent, norm_name, nn.Identity())
     return model
 
@@ -228,6 +234,18 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     if _onednn_inference(x) and not torch.compiler.is_compiling():
         return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
     return layer(x)
+
+
+def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: str | None, *,
+               stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1) -> torch.Tensor:
+    """``act(F.conv2d(x, weight, bias, ...))`` for ``act`` None, "relu" or "gelu" (erf): one oneDNN call
+    with the activation as a post-op where :func:`_onednn_inference` allows, else op by op."""
+    stride, padding, dilation = (list(_pair(v)) for v in (stride, padding, dilation))
+    if x.dim() == 4 and _onednn_inference(x):  # algorithm "none": oneDNN's erf GELU, as nn.GELU()
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, stride, dilation, groups,
+                                                       act or "none", [None], "none" if act == "gelu" else "")
+    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return F.relu(y) if act == "relu" else F.gelu(y) if act == "gelu" else y
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -255,18 +273,16 @@ class PointwiseConv2d(nn.Conv2d):
         return new
 
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        if other is None:
+            return conv2d_act(x, self.weight, self.bias, self.act, stride=self.stride, padding=self.padding,
+                              dilation=self.dilation, groups=self.groups)
         if x.dim() == 4 and _onednn_inference(x):
             args = (self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups)
-            if other is None:  # algorithm "none": oneDNN's erf GELU, as nn.GELU()
-                return torch.ops.mkldnn._convolution_pointwise(x, *args, self.act or "none", [None],
-                                                               "none" if self.act == "gelu" else "")
             if self.act == "gelu":  # oneDNN fuses only ReLU after a binary post-op
                 return F.gelu(torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, None,
                                                                              [None], ""))
             return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, self.act, [None], "")
-        y = super().forward(x)
-        if other is not None:
-            y = y + other
+        y = super().forward(x) + other
         return F.relu(y) if self.act == "relu" else F.gelu(y) if self.act == "gelu" else y
 
     def extra_repr(self) -> str:

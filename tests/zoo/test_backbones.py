@@ -323,6 +323,35 @@ def test_dynamic_conv_keeps_channels_last_and_the_same_values(kernel_size, group
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel_size,groups,bias", [(3, 6, False), (1, 1, False), (3, 6, True), (1, 1, True)])
+def test_dynamic_conv_folds_the_batchnorm_and_gelu_after_it(kernel_size, groups, bias, channels_last, dtype):
+    # Inference: BN(conv(x)) then GELU equals the conv with the BN folded into its kernel bank (+ a shift)
+    # running the GELU itself (one oneDNN call for the batch-folded depthwise conv on CPU float32).
+    from backbones.hrnext import DynamicConv2d
+    from backbones.layers import fold_batchnorm
+
+    torch.manual_seed(0)
+    conv = DynamicConv2d(6, 6, kernel_size, padding=kernel_size // 2, groups=groups, num_kernels=3, bias=bias)
+    if bias:
+        torch.nn.init.uniform_(conv.bias, -0.3, 0.3)
+    seq = _random_bn_statistics(torch.nn.Sequential(conv, torch.nn.BatchNorm2d(6)), seed=3).to(dtype).eval()
+    x = torch.randn(4, 6, 7, 5, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = torch.nn.functional.gelu(seq(x))
+        fused = fold_batchnorm(copy.deepcopy(seq))
+        assert isinstance(fused[1], torch.nn.Identity) and fused[0].shift is not None
+        fused[0].act = "gelu"
+        got = fused(x)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(got, want, **tol)
+    with pytest.raises(RuntimeError, match="folded in already"):
+        fused[0].fold_batchnorm(torch.ones(6, dtype=dtype), torch.zeros(6, dtype=dtype))
+
+
 def test_hrnext_trains_to_the_same_gradients_in_channels_last():
     # The whole training step (BN layout guard, channels-last dynamic convs, layout-matched residuals):
     # float64 gradients of every parameter equal those of the contiguous model.
@@ -356,7 +385,15 @@ def test_fuse_folds_batchnorm_and_keeps_the_outputs(name):
     fused = model.fuse()
     n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     left = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.modules())
-    assert left < n_bn // 2 if name.startswith("hrnext") else left == 0  # HRNeXt: BNs after dynamic convs stay
+    if name.startswith("hrnext"):  # only the blocks' pre-norms stay (each feeds a residual branch and its conv)
+        from backbones.hrnext import DynamicConv2d, HRNeXtBlock
+
+        assert left == 2 * sum(isinstance(m, HRNeXtBlock) for m in fused.modules())
+        dynamic = [m for m in fused.modules() if isinstance(m, DynamicConv2d)]
+        assert dynamic and all(m.shift is not None for m in dynamic)
+        assert {m.act for m in dynamic} == {None, "gelu"}  # the depthwise ones run their GELU
+    else:
+        assert left == 0
     assert not model.fused and fused.fused and not fused.training
     x = _inputs(seed=4)
     with torch.no_grad():
