@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from .hrnet import BottleneckStem
-from .layers import PointwiseConv2d, drop_path_or_identity, linear, make_norm
+from .layers import Linear, PointwiseConv2d, drop_path_or_identity, make_norm
 from .registry import register_family
 from .scaffold import FusionStyle, HRConfig, HRNetBase
 
@@ -47,8 +47,8 @@ class WindowMSA(nn.Module):
             self.relative_position_bias_table = nn.Parameter(
                 torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), num_heads))
             self.register_buffer("relative_position_index", relative_position_index(*window))
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3)  # nn.Linear with a fused-bias inference kernel
+        self.proj = Linear(dim, dim)
 
     def position_bias(self) -> torch.Tensor | None:
         if not self.with_rpe:
@@ -60,7 +60,7 @@ class WindowMSA(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B', N, C); mask: additive, broadcastable to (B', heads, N, N)."""
         b, n, c = x.shape
-        qkv = linear(x, self.qkv).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         bias = self.position_bias()
         if mask is not None:
             bias = mask if bias is None else bias + mask
@@ -73,7 +73,7 @@ class WindowMSA(nn.Module):
             if bias is not None and bias.dim() == 3:
                 bias = bias.unsqueeze(0)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-            return linear(out.transpose(1, 2).reshape(b, n, c), self.proj)
+            return self.proj(out.transpose(1, 2).reshape(b, n, c))
         # Training: written out (as the reference does). F.scaled_dot_product_attention's backward on CPU
         # is no faster here, and its math path adds a "safe softmax" scan for all -inf rows, which the
         # window partition never makes (~7% of an HRFormer-S forward pass).
@@ -81,7 +81,7 @@ class WindowMSA(nn.Module):
         if bias is not None:
             attn = attn + bias
         out = attn.softmax(-1) @ v
-        return linear(out.transpose(1, 2).reshape(b, n, c), self.proj)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
 class LocalWindowSelfAttention(nn.Module):

@@ -221,19 +221,25 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _onednn_inference(x: torch.Tensor) -> bool:
-    """Whether ``x`` can take oneDNN's fused inference kernels: CPU float32, no autograd."""
+    """Whether ``x`` can take oneDNN's fused inference kernels: CPU float32, no autograd, and neither a JIT
+    trace (the cost counters trace the standard ops) nor ``torch.compile`` (inductor picks its own kernels
+    and lowers these ops only for frozen, constant weights)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.backends.mkldnn.is_available())
+            and torch.backends.mkldnn.is_available() and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
 
 
-def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """``layer(x)``; on CPU float32 without autograd one oneDNN matmul with the bias added in its epilogue
-    (``torch.ops.mkldnn._linear_pointwise``), where ``F.linear``'s ``addmm`` first copies the bias into every
-    output row (HRFormer's qkv/proj: 4-5% of an inference pass).  Equal up to float rounding.  Under
-    ``torch.compile`` the layer itself (inductor lowers this op only for frozen, constant weights)."""
-    if _onednn_inference(x) and not torch.compiler.is_compiling():
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
-    return layer(x)
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state-dict keys) that on CPU float32 without autograd runs as one
+    oneDNN matmul with the bias added in its epilogue (``torch.ops.mkldnn._linear_pointwise``), where
+    ``F.linear``'s ``addmm`` first copies the bias into every output row (HRFormer's qkv/proj: 4-5% of an
+    inference pass); elsewhere ``F.linear``.  Equal up to float rounding; a module, so hooks (the cost
+    counters') see it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _onednn_inference(x):
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
 
 
 def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: str | None, *,

@@ -461,22 +461,52 @@ def test_pointwise_conv_refuses_what_it_cannot_run():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_helper_equals_the_layer(bias):
-    """backbones.layers.linear: oneDNN's matmul with the bias in its epilogue (CPU fp32, no grad), else the layer."""
-    from backbones.layers import linear
+def test_linear_equals_nn_linear_and_keeps_hooks(bias):
+    """backbones.layers.Linear: oneDNN's matmul with the bias in its epilogue (CPU fp32, no grad), else
+    F.linear; same parameters and keys as nn.Linear, and forward hooks see it on either path."""
+    from backbones.layers import Linear
 
     g = torch.Generator().manual_seed(0)
-    layer = torch.nn.Linear(12, 36, bias=bias)
+    plain = torch.nn.Linear(12, 36, bias=bias)
+    layer = Linear(12, 36, bias=bias)
+    layer.load_state_dict(plain.state_dict())
+    assert layer.state_dict().keys() == plain.state_dict().keys()
+    seen = []
+    layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     x = torch.randn(5, 7, 12, generator=g)
-    with torch.no_grad():
-        torch.testing.assert_close(linear(x, layer), layer(x), rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(linear(x.transpose(0, 1), layer), layer(x.transpose(0, 1)), rtol=1e-6, atol=1e-6)
-        layer64 = copy.deepcopy(layer).double()  # float64: the layer itself, exactly
-        assert torch.equal(linear(x.double(), layer64), layer64(x.double()))
-    y = linear(x, layer)  # autograd on: the layer, differentiable
-    assert y.grad_fn is not None
+    calls = []
+    real = torch.ops.mkldnn._linear_pointwise
+
+    class Spy:
+        def __call__(self, *a):
+            calls.append(a[0].shape)
+            return real(*a)
+
+    try:
+        torch.ops.mkldnn._linear_pointwise = Spy()
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), plain(x), rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(layer(x.transpose(0, 1)), plain(x.transpose(0, 1)), rtol=1e-6, atol=1e-6)
+            assert len(calls) == 2  # the oneDNN path ran
+            layer64, plain64 = copy.deepcopy(layer).double(), copy.deepcopy(plain).double()
+            assert torch.equal(layer64(x.double()), plain64(x.double()))  # float64: F.linear, exactly
+            assert len(calls) == 2
+    finally:
+        torch.ops.mkldnn._linear_pointwise = real
+    y = layer(x)  # autograd on: F.linear, differentiable
+    assert y.grad_fn is not None and len(seen) == 4  # two oneDNN calls, the float64 copy, this one
     y.sum().backward()
     assert layer.weight.grad is not None
+
+
+def test_cost_counters_see_hrformer_attention_and_linears_on_the_inference_path():
+    """The module-hook counter runs without autograd, where HRFormer takes the fused kernels: its linears
+    and the attention matmuls must still be counted."""
+    from harness.profile.counting import hook_components
+
+    model = create_pose_model("hrformer-demo")
+    counts = hook_components(model, _inputs(n=1))
+    assert counts["linear"] > 0 and counts["attention"] > 0
 
 
 @pytest.mark.parametrize("pad_mask", [False, True])
