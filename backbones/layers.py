@@ -221,12 +221,13 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def _onednn_inference(x: torch.Tensor) -> bool:
-    """Whether ``x`` can take oneDNN's fused inference kernels: CPU float32, no autograd, and neither a JIT
-    trace (the cost counters trace the standard ops) nor ``torch.compile`` (inductor picks its own kernels
-    and lowers these ops only for frozen, constant weights)."""
+    """Whether ``x`` can take oneDNN's fused inference kernels: CPU float32, no autograd, no CPU autocast
+    (which would run the standard ops in bf16/fp16), and neither a JIT trace (the cost counters trace the
+    standard ops) nor ``torch.compile`` (inductor picks its own kernels and lowers these ops only for
+    frozen, constant weights)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.backends.mkldnn.is_available() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.is_available()
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 
 class Linear(nn.Linear):

@@ -493,8 +493,10 @@ def test_linear_equals_nn_linear_and_keeps_hooks(bias):
             assert len(calls) == 2
     finally:
         torch.ops.mkldnn._linear_pointwise = real
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # CPU autocast: F.linear, in bf16
+        assert layer(x).dtype == torch.bfloat16 and len(calls) == 2
     y = layer(x)  # autograd on: F.linear, differentiable
-    assert y.grad_fn is not None and len(seen) == 4  # two oneDNN calls, the float64 copy, this one
+    assert y.grad_fn is not None and len(seen) == 5  # two oneDNN calls, the float64 copy, autocast, this one
     y.sum().backward()
     assert layer.weight.grad is not None
 
