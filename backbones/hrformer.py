@@ -55,7 +55,8 @@ class WindowMSA(nn.Module):
             return None
         n = self.window[0] * self.window[1]
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (heads, N, N)
+        # (1, heads, N, N): 4-d, as F.scaled_dot_product_attention needs to take its CPU flash kernel
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).unsqueeze(0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B', N, C); mask: additive, broadcastable to (B', heads, N, N)."""
@@ -70,17 +71,15 @@ class WindowMSA(nn.Module):
         if not torch.is_grad_enabled():
             # Inference: one fused kernel (PyTorch's flash attention on CPU, which takes the strided q/k/v
             # views as they are); it is chosen only for a 4-d mask (a 3-d one runs the math path).
-            if bias is not None and bias.dim() == 3:
-                bias = bias.unsqueeze(0)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-            return self.proj(out.transpose(1, 2).reshape(b, n, c))
-        # Training: written out (as the reference does). F.scaled_dot_product_attention's backward on CPU
-        # is no faster here, and its math path adds a "safe softmax" scan for all -inf rows, which the
-        # window partition never makes (~7% of an HRFormer-S forward pass).
-        attn = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
-        if bias is not None:
-            attn = attn + bias
-        out = attn.softmax(-1) @ v
+        else:
+            # Training: written out (as the reference does). F.scaled_dot_product_attention's backward on
+            # CPU is no faster here, and its math path adds a "safe softmax" scan for all -inf rows, which
+            # the window partition never makes (~7% of an HRFormer-S forward pass).
+            attn = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias
+            out = attn.softmax(-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

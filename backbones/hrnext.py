@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 
 from .hrformer import HRFormerBlock
-from .layers import (BasicBlock, PointwiseConv2d, SameConv2d, conv2d_act, drop_path_or_identity, in_layout_of,
-                     is_channels_last, make_norm, spatial_mean)
+from .layers import (BasicBlock, PointwiseConv2d, SameConv2d, activate, conv2d_act, drop_path_or_identity,
+                     in_layout_of, is_channels_last, make_norm, spatial_mean)
 from .registry import register_family
 from .scaffold import Branch, FusionStyle, HRConfig, HRNetBase
 
@@ -110,8 +110,7 @@ class DynamicConv2d(nn.Module):
             y = torch.matmul(weight.view(b, self.out_ch, c), x.reshape(b, c, h * w))
             if bias is not None:
                 y = y + bias.view(b, self.out_ch, 1)
-            y = F.gelu(y) if self.act == "gelu" else y
-            return y.view(b, self.out_ch, h, w)
+            return activate(y, self.act).view(b, self.out_ch, h, w)
         # Fold the batch into the groups: one grouped conv for all samples, on (1, B*C, H, W).  From
         # channels-last input that map is built channels-last too ((H, W, B, C) in memory: one copy, as
         # the contiguous fold costs), where oneDNN's depthwise kernel is faster than on NCHW (fwd+bwd at

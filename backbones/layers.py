@@ -243,6 +243,11 @@ class Linear(nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
 
+def activate(y: torch.Tensor, act: str | None) -> torch.Tensor:
+    """``y`` through the activation named ``act``: None, "relu" or "gelu" (erf, as ``nn.GELU()``)."""
+    return F.relu(y) if act == "relu" else F.gelu(y) if act == "gelu" else y
+
+
 def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: str | None, *,
                stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1) -> torch.Tensor:
     """``act(F.conv2d(x, weight, bias, ...))`` for ``act`` None, "relu" or "gelu" (erf): one oneDNN call
@@ -251,8 +256,7 @@ def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if x.dim() == 4 and _onednn_inference(x):  # algorithm "none": oneDNN's erf GELU, as nn.GELU()
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, padding, stride, dilation, groups,
                                                        act or "none", [None], "none" if act == "gelu" else "")
-    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    return F.relu(y) if act == "relu" else F.gelu(y) if act == "gelu" else y
+    return activate(F.conv2d(x, weight, bias, stride, padding, dilation, groups), act)
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -289,8 +293,7 @@ class PointwiseConv2d(nn.Conv2d):
                 return F.gelu(torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, None,
                                                                              [None], ""))
             return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *args, "add", None, self.act, [None], "")
-        y = super().forward(x) + other
-        return F.relu(y) if self.act == "relu" else F.gelu(y) if self.act == "gelu" else y
+        return activate(super().forward(x) + other, self.act)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", act={self.act}"

@@ -281,6 +281,5 @@ def compare_layouts(names: Sequence[str], modes: Sequence[str], *, rounds: int =
 
 
 __all__ = ["MIN_ROUNDS", "RefKit", "RefKitError", "SideTiming", "TorchMismatchError", "always_channels_last",
-           "check_torch", "compare",
-           "compare_layouts", "comparison_row", "ensure_refkit", "interpreter_torch", "paper_models", "run_side",
-           "side_commands"]
+           "check_torch", "compare", "compare_layouts", "comparison_row", "ensure_refkit", "interpreter_torch",
+           "paper_models", "run_side", "side_commands"]

@@ -461,7 +461,7 @@ def test_pointwise_conv_refuses_what_it_cannot_run():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_equals_nn_linear_and_keeps_hooks(bias):
+def test_linear_equals_nn_linear_and_keeps_hooks(bias, monkeypatch):
     """backbones.layers.Linear: oneDNN's matmul with the bias in its epilogue (CPU fp32, no grad), else
     F.linear; same parameters and keys as nn.Linear, and forward hooks see it on either path."""
     from backbones.layers import Linear
@@ -476,23 +476,14 @@ def test_linear_equals_nn_linear_and_keeps_hooks(bias):
     x = torch.randn(5, 7, 12, generator=g)
     calls = []
     real = torch.ops.mkldnn._linear_pointwise
-
-    class Spy:
-        def __call__(self, *a):
-            calls.append(a[0].shape)
-            return real(*a)
-
-    try:
-        torch.ops.mkldnn._linear_pointwise = Spy()
-        with torch.no_grad():
-            torch.testing.assert_close(layer(x), plain(x), rtol=1e-6, atol=1e-6)
-            torch.testing.assert_close(layer(x.transpose(0, 1)), plain(x.transpose(0, 1)), rtol=1e-6, atol=1e-6)
-            assert len(calls) == 2  # the oneDNN path ran
-            layer64, plain64 = copy.deepcopy(layer).double(), copy.deepcopy(plain).double()
-            assert torch.equal(layer64(x.double()), plain64(x.double()))  # float64: F.linear, exactly
-            assert len(calls) == 2
-    finally:
-        torch.ops.mkldnn._linear_pointwise = real
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[0].shape) or real(*a))
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), plain(x), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(layer(x.transpose(0, 1)), plain(x.transpose(0, 1)), rtol=1e-6, atol=1e-6)
+        assert len(calls) == 2  # the oneDNN path ran
+        layer64, plain64 = copy.deepcopy(layer).double(), copy.deepcopy(plain).double()
+        assert torch.equal(layer64(x.double()), plain64(x.double()))  # float64: F.linear, exactly
+        assert len(calls) == 2
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # CPU autocast: F.linear, in bf16
         assert layer(x).dtype == torch.bfloat16 and len(calls) == 2
     y = layer(x)  # autograd on: F.linear, differentiable
