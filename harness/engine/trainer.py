@@ -45,6 +45,7 @@ from harness.engine.dist import (DistInfo, ShardedBatchSampler, all_gather_objec
 from harness.engine.ema import ModelEMA
 from harness.engine.loss import KeypointMSELoss
 from harness.errors import CheckpointError, TrainingError, WorkDirError
+from harness.optim import fused_ok
 from harness.parallel import bar_position
 from harness.results import atomic_write_text
 from harness.workdir import BEST, CONFIG, LAST, LOG_CSV, TENSORBOARD, VAL_CSV, clean_stale_temp_files
@@ -171,11 +172,10 @@ def build_optimizer(model: nn.Module, exp: Experiment) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": o.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    if o.name == "adamw":
-        opt = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
-    elif o.name == "adam":
+    if o.name in ("adam", "adamw"):
         # torch's Adam adds L2 to the gradient (mmpose's HRNet recipe uses weight_decay=0 anyway).
-        opt = torch.optim.Adam(groups, lr=o.lr, betas=o.betas)
+        cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+        opt = cls(groups, lr=o.lr, betas=o.betas, fused=fused_ok(decay + no_decay))
     else:
         opt = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
     for g in opt.param_groups:

@@ -57,7 +57,7 @@ FAMILIES = tuple(f.lower() for f in FAMILY_ORDER)
 #: Families by training cost per iteration on a CPU, most expensive first (the order jobs are handed out).
 COST_ORDER = ("hrnext", "hrformer", "hrnet")
 #: Bump when what a finished family's marker means changes (evaluation protocol, table fields).
-DEMO_VERSION = 2  # 2: records keep their predictions; the occluded split has the occlusion breakdown
+DEMO_VERSION = 3  # 2: records keep their predictions, occlusion breakdown; 3: fused AdamW (harness.optim)
 MARKER = "demo_result.json"
 TABLE_COLUMNS = DEMO_COLUMNS
 

@@ -2,9 +2,10 @@
 
 Two step protocols, because the numbers they give answer different questions:
 
-* ``"optimizer"`` (``python -m harness profile``, ``gpu-check``): ``train`` = forward, MSE to a zero
-  heatmap target (the pose loss's cost), backward and an AdamW step, in train mode; ``infer`` =
-  ``torch.inference_mode()`` forward in eval mode.
+* ``"optimizer"`` (``python -m harness profile``, ``gpu-check``, the demo's time estimate): ``train`` =
+  forward, MSE to a zero heatmap target (the pose loss's cost), backward and an AdamW step (fused where
+  the trainer's is: :func:`harness.optim.fused_ok`), in train mode; ``infer`` = ``torch.inference_mode()``
+  forward in eval mode.
 * ``"refkit"`` (the side-by-side bench): the reference kit's ``time_ref.py`` protocol, so that ours and
   the reference time the same work: ``train`` = zero grads (set to None), forward, ``output.sum()``,
   backward, no optimizer, in train mode; ``infer`` = ``torch.no_grad()`` forward in eval mode.
@@ -34,6 +35,7 @@ from tqdm import tqdm
 import backbones
 from harness import malloc
 from harness.models import create_pose_model
+from harness.optim import fused_ok
 
 from .counting import parse_hw
 
@@ -100,7 +102,8 @@ def make_step(model: nn.Module, x: torch.Tensor, mode: str, protocol: str = "opt
                 out = model(x)
             out.float().sum().backward()
         return step
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=fused_ok(params))  # as the trainer's (harness.optim)
 
     def step():
         opt.zero_grad(set_to_none=True)

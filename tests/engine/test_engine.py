@@ -1,6 +1,7 @@
 """Training engine: loss, schedule, sampler, checkpoints, EMA, the loop and its failure paths, the CLI."""
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -17,6 +18,7 @@ from harness.engine import (CheckpointError, KeypointMSELoss, ModelEMA, NonFinit
                             Trainer, TrainingInterrupted, atomic_save, load_checkpoint, lr_factor)
 from harness.engine import builders
 from harness.engine.trainer import build_optimizer
+from harness.optim import fused_ok
 from support import engine_support as support
 
 
@@ -98,8 +100,36 @@ def test_optimizer_groups_exempt_relative_position_bias_from_decay():
     assert isinstance(build_optimizer(M(), get_experiment("coco-hrnet-w32-256x192-paper")), torch.optim.Adam)
 
 
-# ------------------------------------------------------------------------------------------ sampler
+@pytest.mark.parametrize("exp_name,groups", [("coco-hrformer-s-256x192-paper", 2), ("coco-hrnet-w32-256x192-paper", 1)])
+def test_optimizer_is_fused_and_equals_the_per_parameter_loop(exp_name, groups):
+    """The trainer's Adam(W) runs torch's fused kernels; after 5 steps (AdamW with its no-decay group, Adam)
+    the weights equal those of torch's per-parameter loop (the references' CPU optimizer) to float64
+    rounding."""
+    exp = get_experiment(exp_name)
+    torch.manual_seed(0)
+    start = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).double()
+    start.relative_position_bias_table = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+    models = {"fused": copy.deepcopy(start), "loop": copy.deepcopy(start)}
+    opts = {kind: build_optimizer(m, exp) for kind, m in models.items()}
+    assert all(g["fused"] for g in opts["fused"].param_groups) and len(opts["fused"].param_groups) == groups
+    for g in opts["loop"].param_groups:
+        g["fused"], g["foreach"] = False, False
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in start.parameters()]
+        for kind, m in models.items():
+            for p, g in zip(m.parameters(), grads):
+                p.grad = g.clone()
+            opts[kind].step()
+    for a, b, p0 in zip(models["fused"].parameters(), models["loop"].parameters(), start.parameters()):
+        assert (a - p0).abs().min() > 0  # every weight moved
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+    # Where the fused kernels do not apply, the loop runs (an integer or meta tensor, no parameters).
+    assert fused_ok([torch.zeros(2)]) and fused_ok([torch.zeros(2, dtype=torch.bfloat16)])
+    assert not fused_ok([]) and not fused_ok([torch.zeros(2, dtype=torch.int64)])
+    assert not fused_ok([torch.zeros(2, device="meta")])
 
+
+# ------------------------------------------------------------------------------------------ sampler
 
 def test_sampler_shards_one_global_batch_sequence():
     single = ShardedBatchSampler(43, 8, seed=3)
