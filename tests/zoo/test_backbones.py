@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn as nn
 
 import backbones
 from harness import create_pose_model
@@ -500,6 +501,26 @@ def test_cost_counters_see_hrformer_attention_and_linears_on_the_inference_path(
     model = create_pose_model("hrformer-demo")
     counts = hook_components(model, _inputs(n=1))
     assert counts["linear"] > 0 and counts["attention"] > 0
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_hook_counter_counts_window_attention_exactly_on_cpu_inference(heads):
+    """The CPU inference path writes the attention out (no F.scaled_dot_product_attention to intercept): the
+    counter takes it from WindowMSA's shapes, q K^T and softmax(.) V once per window and head."""
+    from backbones.hrformer import LocalWindowSelfAttention
+    from harness.profile.counting import hook_components
+
+    class Wrap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = LocalWindowSelfAttention(12 * heads, heads, window_size=5)
+
+        def forward(self, x):
+            return self.attn(x.permute(0, 2, 3, 1))
+
+    x = torch.randn(2, 12 * heads, 9, 13)  # padded to 10x15: 2 x 3 windows of 25 tokens per image
+    windows, tokens, d = 2 * 2 * 3, 25, 12
+    assert hook_components(Wrap(), x)["attention"] == windows * heads * tokens * tokens * 2 * d
 
 
 @pytest.mark.parametrize("pad_mask", [False, True])
