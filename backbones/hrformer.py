@@ -5,9 +5,8 @@ relative position bias, followed by a depthwise-conv FFN.  Fusion downsamples wi
 convs and upsamples bilinearly.  State-dict layout = mmpose 1.x ``HRFormer``.
 
 Faithful to the reference: windows are zero-padded (centred) *after* the LayerNorm and, unless
-``with_pad_mask``, the padded tokens take part in the softmax.  Attention is written out in training and in
-CPU inference (there with the scale and bias added in place), and runs through
-``F.scaled_dot_product_attention`` (the relative-position bias as an additive mask) on CUDA without
+``with_pad_mask``, the padded tokens take part in the softmax.  Attention is written out in training and
+runs through ``F.scaled_dot_product_attention`` (the relative-position bias as an additive mask) without
 autograd; tokens stay in (B, H, W, C) views so the FFN convs see channels-last memory and no layout copies
 are made.
 """
@@ -56,7 +55,7 @@ class WindowMSA(nn.Module):
             return None
         n = self.window[0] * self.window[1]
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        # (1, heads, N, N): broadcasts over the windows
+        # (1, heads, N, N): 4-d, as F.scaled_dot_product_attention needs to take its CPU flash kernel
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).unsqueeze(0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,23 +68,19 @@ class WindowMSA(nn.Module):
         if bias is not None:
             bias = bias.to(qkv.dtype)
         q, k, v = qkv.unbind(0)
-        if torch.is_grad_enabled():
+        if not torch.is_grad_enabled():
+            # Inference: one fused kernel (PyTorch's flash attention on CPU, which takes the strided q/k/v
+            # views as they are; CUDA's fused kernels); it is chosen only for a 4-d mask (a 3-d one runs the
+            # math path).  Written out instead (scale and bias in place), HRFormer-S's CPU pass was 1.05x
+            # faster at 2 threads but hrformer-demo's 0.95x at 1 thread (AMD EPYC, 2026-12-08): kept as is.
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
             # Training: written out (as the reference does). F.scaled_dot_product_attention's backward on
             # CPU is no faster here, and its math path adds a "safe softmax" scan for all -inf rows, which
             # the window partition never makes (~7% of an HRFormer-S forward pass).
             attn = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
             if bias is not None:
                 attn = attn + bias
-            out = attn.softmax(-1) @ v
-        elif x.device.type != "cpu":
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # CUDA's fused kernels
-        else:
-            # CPU inference: the same maths, scaled and biased in place on q @ k^T.  PyTorch's CPU flash
-            # kernel (F.scaled_dot_product_attention) is slower on these 49-token windows: HRFormer-S's
-            # pass 1.05-1.10x (2-core AMD EPYC, AVX-512, 2026-12-08).
-            attn = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
-            if bias is not None:
-                attn += bias
             out = attn.softmax(-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 

@@ -504,9 +504,9 @@ def test_cost_counters_see_hrformer_attention_and_linears_on_the_inference_path(
 
 
 @pytest.mark.parametrize("heads", [1, 3])
-def test_hook_counter_counts_window_attention_exactly_on_cpu_inference(heads):
-    """The CPU inference path writes the attention out (no F.scaled_dot_product_attention to intercept): the
-    counter takes it from WindowMSA's shapes, q K^T and softmax(.) V once per window and head."""
+def test_hook_counter_counts_window_attention_exactly(heads):
+    """The counter takes HRFormer's window attention from WindowMSA's shapes, whichever kernels its forward
+    runs, q K^T and softmax(.) V once per window and head (the SDPA call inside is not counted again)."""
     from backbones.hrformer import LocalWindowSelfAttention
     from harness.profile.counting import hook_components
 
@@ -527,8 +527,8 @@ def test_hook_counter_counts_window_attention_exactly_on_cpu_inference(heads):
 @pytest.mark.parametrize("rpe", [True, False])
 @pytest.mark.parametrize("heads", [1, 3])
 def test_window_attention_inference_path_equals_training_path(pad_mask, rpe, heads):
-    """HRFormer's window attention without autograd on CPU (scale and bias added in place, oneDNN linears)
-    equals the written-out maths it runs in training, float64 to 1e-12 and float32 to rounding."""
+    """HRFormer's window attention without autograd (F.scaled_dot_product_attention with a 4-d mask, oneDNN
+    linears) equals the written-out maths it runs in training, float64 to 1e-12 and float32 to rounding."""
     from backbones.hrformer import LocalWindowSelfAttention
 
     g = torch.Generator().manual_seed(1)
