@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import backbones
-from backbones.hrformer import LocalWindowSelfAttention, WindowMSA
+from backbones.hrformer import LocalWindowSelfAttention
 from backbones.hrnext import DynamicConv2d
 from backbones.scaffold import Upsample as ScaffoldUpsample
 from harness.models import create_pose_model
@@ -234,26 +234,19 @@ PAPER_CONVENTION = {"hrnet": "hrnet-summary", "hrformer": "conv+linear-unpadded"
 
 
 class _SDPACounter(torch.overrides.TorchFunctionMode):
-    """Counts the two matmuls of every ``F.scaled_dot_product_attention`` call made inside the mode, except
-    inside a module that counts its own attention (``inside`` > 0)."""
+    """Counts the two matmuls of every ``F.scaled_dot_product_attention`` call made inside the mode."""
 
     def __init__(self):
         super().__init__()
         self.macs = 0
-        self.inside = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention and not self.inside:
+        if func is F.scaled_dot_product_attention:
             q, k, v = args[:3]
-            self.macs += attention_macs(math.prod(q.shape[:-2]), q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1])
+            b = math.prod(q.shape[:-2])
+            self.macs += b * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
         return func(*args, **kwargs)
-
-
-def attention_macs(batch: int, nq: int, nk: int, d: int, dv: int) -> int:
-    """Multiply-adds of ``softmax(q k^T) v`` over ``batch`` (batch x heads) pairs of (nq, d) queries and
-    (nk, d) keys with (nk, dv) values."""
-    return batch * nq * nk * (d + dv)
 
 
 def hook_components(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
@@ -264,7 +257,6 @@ def hook_components(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     gelu_types = (nn.GELU, nn.Sigmoid, nn.SiLU, nn.Hardswish)
     pool_types = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
     counts = dict.fromkeys(COMPONENTS, 0)
-    sdpa = _SDPACounter()
     # Fraction of real (unpadded) tokens of the window attention running now; 1 outside one.
     token_fraction = [1.0]
 
@@ -290,17 +282,6 @@ def hook_components(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
 
     def window_post(mod, inp, out):
         token_fraction.pop()
-
-    # HRFormer's window attention (q K^T and softmax(.) V per head) from its shapes, whichever kernels its
-    # forward takes (written-out matmuls on CPU, F.scaled_dot_product_attention on CUDA)
-    def msa_pre(mod, inp):
-        sdpa.inside += 1
-
-    def msa_post(mod, inp, out):
-        sdpa.inside -= 1
-        b, n, c = inp[0].shape
-        d = c // mod.num_heads
-        counts["attention"] += attention_macs(b * mod.num_heads, n, n, d, d)
 
     def elem_hook(kind, use_output=False, affine2=False):
         def hook(mod, inp, out):
@@ -331,9 +312,7 @@ def hook_components(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
         elif isinstance(m, LocalWindowSelfAttention):
             handles.append(m.register_forward_pre_hook(window_pre))
             handles.append(m.register_forward_hook(window_post))
-        elif isinstance(m, WindowMSA):
-            handles.append(m.register_forward_pre_hook(msa_pre))
-            handles.append(m.register_forward_hook(msa_post))
+    sdpa = _SDPACounter()
     was_training = model.training
     model.eval()
     try:
@@ -343,7 +322,7 @@ def hook_components(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
         for h in handles:
             h.remove()
         model.train(was_training)
-    counts["attention"] += sdpa.macs
+    counts["attention"] = sdpa.macs
     return counts
 
 

@@ -505,8 +505,8 @@ def test_cost_counters_see_hrformer_attention_and_linears_on_the_inference_path(
 
 @pytest.mark.parametrize("heads", [1, 3])
 def test_hook_counter_counts_window_attention_exactly(heads):
-    """The counter takes HRFormer's window attention from WindowMSA's shapes, whichever kernels its forward
-    runs, q K^T and softmax(.) V once per window and head (the SDPA call inside is not counted again)."""
+    """The module-hook counter counts HRFormer's window attention exactly: q K^T and softmax(.) V once per
+    (padded) window and head, from the F.scaled_dot_product_attention call its inference path makes."""
     from backbones.hrformer import LocalWindowSelfAttention
     from harness.profile.counting import hook_components
 
